@@ -1,0 +1,5 @@
+"""`python -m hotelchat` is the `hotelchat` command."""
+
+from hotelchat.entrypoints.cli import main
+
+main()

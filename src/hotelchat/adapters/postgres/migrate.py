@@ -1,0 +1,127 @@
+"""Schema migrations (alembic) and the checks that keep the application's role honest.
+
+`migrate` runs as the schema's owner (DATABASE_ADMIN_URL). The application connects as a different
+role (DATABASE_URL) that is only a member of the `hotelchat_app` group: it can read and write rows
+but owns nothing, so row-level security always applies to it. `verify_app_role` refuses to start
+the application on a role that would bypass row-level security, or on a schema that is not at the
+revision this code expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from hotelchat.adapters.postgres.database import Connection
+from hotelchat.domain.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+
+APP_GROUP_ROLE = "hotelchat_app"
+MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 10.0
+
+
+class SchemaError(Exception):
+    """The database is not fit for the application: wrong role, or not migrated."""
+
+
+def _config(dsn: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["dsn"] = dsn
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def migrate(admin_dsn: str, app_dsn: str | None = None) -> str:
+    """Upgrade the schema to the newest revision as the owner, then grant `hotelchat_app` to
+    `app_dsn`'s login role (when given and different from the owner). Returns the revision.
+
+    Raises `Unavailable` when PostgreSQL cannot be reached.
+    """
+    # Alembic's env.py runs its own event loop; a worker thread keeps it off ours.
+    await asyncio.to_thread(command.upgrade, _config(admin_dsn), "head")
+    if app_dsn is not None:
+        app_user = await _current_user(app_dsn)
+        admin = await _connect(admin_dsn)
+        try:
+            admin_user = await admin.fetchval("SELECT current_user")
+            if app_user != admin_user:
+                grant = await admin.fetchval(
+                    "SELECT format('GRANT %I TO %I', $1::text, $2::text)", APP_GROUP_ROLE, app_user
+                )
+                await admin.execute(grant)
+        finally:
+            await admin.close()
+    revision = head_revision()
+    log.info("database.migrated", revision=revision)
+    return revision
+
+
+async def verify_app_role(conn: Connection) -> None:
+    """Raise `SchemaError` unless `conn`'s role is bound by row-level security (not a superuser,
+    not BYPASSRLS, owns no HotelChat table, member of `hotelchat_app`) and the schema is at
+    `head_revision()`."""
+    role = await conn.fetchrow(
+        """SELECT current_user AS name, rolsuper, rolbypassrls,
+                  pg_has_role(current_user, $1, 'USAGE') AS member
+           FROM pg_roles WHERE rolname = current_user""",
+        APP_GROUP_ROLE,
+    )
+    assert role is not None
+    if role["rolsuper"] or role["rolbypassrls"]:
+        raise SchemaError(
+            f"DATABASE_URL logs in as {role['name']!r}, which bypasses row-level security; "
+            f"use a role that is only a member of {APP_GROUP_ROLE!r}"
+        )
+    if not role["member"]:
+        raise SchemaError(
+            f"role {role['name']!r} is not a member of {APP_GROUP_ROLE!r}; run `hotelchat migrate`"
+        )
+    owned = await conn.fetchval(
+        "SELECT count(*) FROM pg_tables WHERE tableowner = current_user "
+        "AND tablename IN ('hotels', 'messages', 'conversations')"
+    )
+    if owned:
+        raise SchemaError(
+            f"role {role['name']!r} owns HotelChat's tables; the application must not "
+            "connect as the schema's owner"
+        )
+    try:
+        revision = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        revision = None
+    if revision != head_revision():
+        raise SchemaError(
+            f"the database schema is at {revision!r}, this code needs {head_revision()!r}; "
+            "run `hotelchat migrate`"
+        )
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, command_timeout=60)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise Unavailable("PostgreSQL is not reachable") from exc
+
+
+async def _current_user(dsn: str) -> str:
+    conn = await _connect(dsn)
+    try:
+        user: str = await conn.fetchval("SELECT current_user")
+        return user
+    finally:
+        await conn.close()

@@ -1,0 +1,1 @@
+"""Alembic migrations, written as SQL. Applied by `hotelchat migrate` as the schema's owner."""

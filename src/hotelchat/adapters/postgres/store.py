@@ -1,0 +1,623 @@
+"""The SQL behind `services.ports.Store` and `KnowledgeSearch`.
+
+Each public method is one short transaction through `Database`; none is open while a network call
+to anything but PostgreSQL is in flight. Row locks (`FOR UPDATE`) last only as long as the
+transaction that takes them. Leases (`reply_claimed_until`, `send_claimed_until`) are what a job
+holds across slow work: plain timestamps that expire by themselves if the job dies.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from hotelchat.adapters.postgres.database import Connection, Database
+from hotelchat.domain.model import (
+    Author,
+    Channel,
+    DeliveryStatus,
+    HotelProfile,
+    InboundWhatsApp,
+    Passage,
+    SenderRoute,
+    Turn,
+)
+from hotelchat.services.ports import (
+    AlreadySent,
+    Busy,
+    DraftReply,
+    Gone,
+    InboundRecord,
+    ReplyAlreadyStored,
+    ReplyClaim,
+    ReplyClaimed,
+    ReplyContext,
+    ReplySkipped,
+    ReplyStored,
+    ReplyStoreResult,
+    SendClaim,
+    SendPlan,
+    SentMessage,
+    StalledWork,
+    StatusUpdate,
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_WORDS = 32
+
+
+class _DuplicateSid(Exception):
+    """Raised inside a transaction to roll it back when the MessageSid is already stored."""
+
+
+def _route(row: asyncpg.Record) -> SenderRoute:
+    return SenderRoute(
+        hotel_id=row["hotel_id"],
+        sender_id=row["sender_id"],
+        phone_number=row["phone_number"],
+        account_sid=row["account_sid"],
+        auth_token=row["auth_token"],
+    )
+
+
+def _hotel(row: asyncpg.Record) -> HotelProfile:
+    return HotelProfile(
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        timezone=row["timezone"],
+        default_language=row["default_language"],
+        description=row["description"],
+        ai_model=row["ai_model"],
+        ai_enabled=row["ai_enabled"],
+    )
+
+
+HOTEL_COLUMNS = "id, slug, name, timezone, default_language, description, ai_model, ai_enabled"
+
+
+class PostgresStore:
+    """`Store` on PostgreSQL with row-level security; see `services.ports.Store`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- routing (no tenant yet) ----------------------------------------------------------------
+
+    async def route_whatsapp_sender(self, phone_number: str) -> SenderRoute | None:
+        """The hotel that owns WhatsApp number `phone_number` (E.164), or None."""
+
+        async def work(conn: Connection) -> SenderRoute | None:
+            row = await conn.fetchrow(
+                "SELECT * FROM hotelchat_route_whatsapp_sender($1)", phone_number
+            )
+            return None if row is None else _route(row)
+
+        return await self.db.platform(work, idempotent=True)
+
+    async def route_hotel(self, slug: str) -> int | None:
+        """The id of the hotel with `slug`, or None."""
+
+        async def work(conn: Connection) -> int | None:
+            hotel_id: int | None = await conn.fetchval("SELECT hotelchat_route_hotel($1)", slug)
+            return hotel_id
+
+        return await self.db.platform(work, idempotent=True)
+
+    async def whatsapp_senders(self, hotel_id: int) -> list[SenderRoute]:
+        """The hotel's WhatsApp numbers with their Twilio credentials."""
+
+        async def work(conn: Connection) -> list[SenderRoute]:
+            rows = await conn.fetch(
+                """SELECT hotel_id, id AS sender_id, phone_number, account_sid, auth_token
+                   FROM whatsapp_senders WHERE hotel_id = $1 ORDER BY id""",
+                hotel_id,
+            )
+            return [_route(row) for row in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def automated_reply(
+        self, hotel_id: int, inbound_sid: str
+    ) -> tuple[str, DeliveryStatus] | None:
+        """Body and status of the automated reply to the inbound message with MessageSid
+        `inbound_sid`, once there is one."""
+
+        async def work(conn: Connection) -> tuple[str, DeliveryStatus] | None:
+            row = await conn.fetchrow(
+                """SELECT r.body, r.status FROM messages m
+                   JOIN messages r ON r.in_reply_to = m.id AND r.author IN ('ai', 'system')
+                   WHERE m.provider_sid = $1""",
+                inbound_sid,
+            )
+            return None if row is None else (row["body"], DeliveryStatus(row["status"]))
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def stalled_work(self, *, min_age_seconds: int, limit: int) -> list[StalledWork]:
+        """Replies and sends no live job holds, older than `min_age_seconds`; at most `limit`
+        of each kind."""
+
+        async def work(conn: Connection) -> list[StalledWork]:
+            rows = await conn.fetch(
+                "SELECT kind, hotel_id, message_id FROM hotelchat_stalled_work($1, $2)",
+                min_age_seconds,
+                limit,
+            )
+            return [StalledWork(r["kind"], r["hotel_id"], r["message_id"]) for r in rows]
+
+        return await self.db.platform(work, idempotent=True)
+
+    # --- inbound --------------------------------------------------------------------------------
+
+    async def record_inbound_whatsapp(
+        self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None
+    ) -> InboundRecord:
+        """Store an inbound WhatsApp message with its guest and conversation, once per
+        MessageSid. A replay writes nothing and reports `duplicate=True`."""
+
+        async def work(conn: Connection) -> InboundRecord:
+            existing = await conn.fetchrow(
+                "SELECT id, conversation_id, reply_state FROM messages WHERE provider_sid = $1",
+                inbound.message_sid,
+            )
+            if existing is not None:
+                return InboundRecord(
+                    message_id=existing["id"],
+                    conversation_id=existing["conversation_id"],
+                    duplicate=True,
+                    awaiting_reply=existing["reply_state"] == "pending",
+                )
+            guest_id = await conn.fetchval(
+                """
+                INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
+                  phone_number = EXCLUDED.phone_number,
+                  display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
+                  language = COALESCE(EXCLUDED.language, guests.language),
+                  last_seen_at = now()
+                RETURNING id
+                """,
+                route.hotel_id,
+                inbound.wa_id,
+                inbound.from_number,
+                inbound.profile_name,
+                language,
+            )
+            conversation_id = await conn.fetchval(
+                """
+                INSERT INTO conversations (hotel_id, guest_id, channel, sender_id,
+                                           last_inbound_at, last_message_at)
+                VALUES ($1, $2, 'whatsapp', $3, now(), now())
+                ON CONFLICT (hotel_id, guest_id, channel) DO UPDATE SET
+                  sender_id = EXCLUDED.sender_id,
+                  last_inbound_at = now(),
+                  last_message_at = now(),
+                  state = CASE WHEN conversations.state = 'resolved' THEN 'ai'
+                               ELSE conversations.state END
+                RETURNING id
+                """,
+                route.hotel_id,
+                guest_id,
+                route.sender_id,
+            )
+            message_id = await conn.fetchval(
+                """
+                INSERT INTO messages (hotel_id, conversation_id, direction, author, body,
+                                      provider_sid, status, reply_state, language, num_media)
+                VALUES ($1, $2, 'inbound', 'guest', $3, $4, 'received', 'pending', $5, $6)
+                ON CONFLICT (provider_sid) DO NOTHING
+                RETURNING id
+                """,
+                route.hotel_id,
+                conversation_id,
+                inbound.body,
+                inbound.message_sid,
+                language,
+                inbound.num_media,
+            )
+            if message_id is None:
+                # Stored meanwhile by a concurrent retry, or (impossibly, SIDs being global)
+                # by another hotel: keep nothing of this attempt.
+                raise _DuplicateSid
+            return InboundRecord(message_id, conversation_id, duplicate=False, awaiting_reply=True)
+
+        try:
+            return await self.db.tenant(route.hotel_id, work, idempotent=True)
+        except _DuplicateSid:
+            return InboundRecord(None, None, duplicate=True, awaiting_reply=False)
+
+    # --- replies --------------------------------------------------------------------------------
+
+    async def claim_reply(
+        self,
+        hotel_id: int,
+        message_id: int,
+        *,
+        lease_seconds: float,
+        history_turns: int,
+        max_attempts: int,
+    ) -> ReplyClaim:
+        """Take the lease on answering inbound message `message_id`, or say why not. After
+        `max_attempts` claims the assistant gives up and the conversation goes to staff."""
+
+        async def work(conn: Connection) -> ReplyClaim:
+            row = await conn.fetchrow(
+                """
+                SELECT m.direction, m.reply_state, m.body, m.language, m.conversation_id,
+                       m.attempts, m.reply_claimed_until > now() AS claimed,
+                       extract(epoch FROM m.reply_claimed_until - now()) AS claimed_for,
+                       c.state, c.channel, g.language AS guest_language,
+                       r.id AS reply_id, r.status AS reply_status,
+                       EXISTS (SELECT 1 FROM messages n
+                               WHERE n.hotel_id = m.hotel_id
+                                 AND n.conversation_id = m.conversation_id
+                                 AND n.direction = 'inbound' AND n.id > m.id
+                                 AND n.reply_state = 'pending') AS superseded
+                FROM messages m
+                JOIN conversations c ON c.hotel_id = m.hotel_id AND c.id = m.conversation_id
+                JOIN guests g ON g.hotel_id = c.hotel_id AND g.id = c.guest_id
+                LEFT JOIN messages r ON r.in_reply_to = m.id AND r.author IN ('ai', 'system')
+                WHERE m.id = $1
+                FOR UPDATE OF m
+                """,
+                message_id,
+            )
+            if row is None or row["direction"] != "inbound":
+                return Gone()
+            if row["reply_id"] is not None:
+                return ReplyAlreadyStored(
+                    reply_id=row["reply_id"],
+                    needs_send=row["reply_status"] in ("pending", "sending"),
+                )
+            if row["reply_state"] != "pending":
+                return ReplySkipped(f"reply state is {row['reply_state']}")
+            hotel_row = await conn.fetchrow(
+                f"SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = $1",  # noqa: S608
+                hotel_id,
+            )
+            assert hotel_row is not None, "a tenant's own hotel row is always visible"
+            hotel = _hotel(hotel_row)
+            skip_reason = None
+            if row["state"] != "ai":
+                skip_reason = f"conversation is {row['state']}"
+            elif row["superseded"]:
+                skip_reason = "a newer guest message will be answered instead"
+            elif not hotel.ai_enabled or (row["attempts"] >= max_attempts and not row["claimed"]):
+                skip_reason = (
+                    "the assistant is switched off for this hotel"
+                    if not hotel.ai_enabled
+                    else f"gave up after {row['attempts']} attempts"
+                )
+                await conn.execute(
+                    """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                         handoff_reason = $2
+                       WHERE id = $1 AND state = 'ai'""",
+                    row["conversation_id"],
+                    skip_reason,
+                )
+            if skip_reason is not None:
+                await conn.execute(
+                    "UPDATE messages SET reply_state = 'skipped', reply_claimed_until = NULL "
+                    "WHERE id = $1",
+                    message_id,
+                )
+                return ReplySkipped(skip_reason)
+            if row["claimed"]:
+                return Busy(retry_in=max(1.0, float(row["claimed_for"])))
+            await conn.execute(
+                """UPDATE messages SET attempts = attempts + 1,
+                     reply_claimed_until = now() + make_interval(secs => $2)
+                   WHERE id = $1""",
+                message_id,
+                lease_seconds,
+            )
+            history = await conn.fetch(
+                """
+                SELECT author, body FROM (
+                  SELECT id, author, body FROM messages
+                  WHERE conversation_id = $1 AND id < $2 AND body <> ''
+                  ORDER BY id DESC LIMIT $3) recent
+                ORDER BY id
+                """,
+                row["conversation_id"],
+                message_id,
+                history_turns,
+            )
+            return ReplyClaimed(
+                ReplyContext(
+                    hotel=hotel,
+                    conversation_id=row["conversation_id"],
+                    channel=Channel(row["channel"]),
+                    question=row["body"],
+                    question_language=row["language"],
+                    guest_language=row["guest_language"],
+                    history=[Turn(Author(h["author"]), h["body"]) for h in history],
+                )
+            )
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def store_reply(
+        self, hotel_id: int, message_id: int, draft: DraftReply
+    ) -> ReplyStoreResult:
+        """Store the one automated reply to `message_id` (a second call returns the first
+        reply), mark the inbound message answered, and hand off when the draft says so. If an
+        agent took the conversation over meanwhile, store nothing."""
+
+        async def work(conn: Connection) -> ReplyStoreResult:
+            row = await conn.fetchrow(
+                """
+                SELECT m.conversation_id, c.state FROM messages m
+                JOIN conversations c ON c.hotel_id = m.hotel_id AND c.id = m.conversation_id
+                WHERE m.id = $1 AND m.direction = 'inbound'
+                FOR UPDATE OF m, c
+                """,
+                message_id,
+            )
+            if row is None:
+                return Gone()
+            existing = await conn.fetchval(
+                "SELECT id FROM messages WHERE in_reply_to = $1 AND author IN ('ai', 'system')",
+                message_id,
+            )
+            if existing is not None:
+                return ReplyStored(existing)
+            if row["state"] != "ai":
+                await conn.execute(
+                    "UPDATE messages SET reply_state = 'skipped', reply_claimed_until = NULL "
+                    "WHERE id = $1",
+                    message_id,
+                )
+                return ReplySkipped(f"conversation became {row['state']} while answering")
+            reply_id = await conn.fetchval(
+                """
+                INSERT INTO messages (hotel_id, conversation_id, direction, author, body, status,
+                                      responder, in_reply_to, language, model, prompt_tokens,
+                                      completion_tokens)
+                VALUES ($1, $2, 'outbound', $3, $4, 'pending', $5, $6, $7, $8, $9, $10)
+                RETURNING id
+                """,
+                hotel_id,
+                row["conversation_id"],
+                draft.author.value,
+                draft.body,
+                draft.responder.value,
+                message_id,
+                draft.language,
+                draft.model,
+                draft.prompt_tokens,
+                draft.completion_tokens,
+            )
+            await conn.execute(
+                "UPDATE messages SET reply_state = 'answered', reply_claimed_until = NULL "
+                "WHERE id = $1",
+                message_id,
+            )
+            await conn.execute(
+                """
+                UPDATE conversations SET last_message_at = now(),
+                  state = CASE WHEN $2::text IS NULL THEN state ELSE 'needs_human' END,
+                  handoff_reason = COALESCE($2::text, handoff_reason),
+                  handoff_at = CASE WHEN $2::text IS NULL THEN handoff_at ELSE now() END
+                WHERE id = $1
+                """,
+                row["conversation_id"],
+                draft.handoff_reason,
+            )
+            return ReplyStored(reply_id)
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def release_reply(self, hotel_id: int, message_id: int) -> None:
+        """Give up the reply lease early, so a retry need not wait for it to expire."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE messages SET reply_claimed_until = NULL WHERE id = $1", message_id
+            )
+
+        await self.db.tenant(hotel_id, work, idempotent=True)
+
+    # --- sending --------------------------------------------------------------------------------
+
+    async def claim_send(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float, max_attempts: int
+    ) -> SendClaim:
+        """Take the lease on handing outbound message `message_id` to the provider. After
+        `max_attempts` claims the message is marked failed and its conversation goes to staff."""
+
+        async def work(conn: Connection) -> SendClaim:
+            row = await conn.fetchrow(
+                """
+                SELECT m.direction, m.status, m.body, m.conversation_id, m.send_attempted_at,
+                       m.attempts, m.send_claimed_until > now() AS claimed,
+                       extract(epoch FROM m.send_claimed_until - now()) AS claimed_for,
+                       c.channel, c.sender_id, g.phone_number
+                FROM messages m
+                JOIN conversations c ON c.hotel_id = m.hotel_id AND c.id = m.conversation_id
+                JOIN guests g ON g.hotel_id = c.hotel_id AND g.id = c.guest_id
+                WHERE m.id = $1
+                FOR UPDATE OF m
+                """,
+                message_id,
+            )
+            if row is None or row["direction"] != "outbound":
+                return Gone()
+            if row["status"] not in ("pending", "sending"):
+                return AlreadySent(DeliveryStatus(row["status"]))
+            if row["claimed"]:
+                return Busy(retry_in=max(1.0, float(row["claimed_for"])))
+            if row["attempts"] >= max_attempts:
+                reason = f"sending gave up after {row['attempts']} attempts"
+                await _fail_message(conn, message_id, "gave_up", reason)
+                return AlreadySent(DeliveryStatus.FAILED)
+            route = None
+            if row["sender_id"] is not None:
+                sender = await conn.fetchrow(
+                    """SELECT hotel_id, id AS sender_id, phone_number, account_sid, auth_token
+                       FROM whatsapp_senders WHERE id = $1""",
+                    row["sender_id"],
+                )
+                route = None if sender is None else _route(sender)
+            await conn.execute(
+                """UPDATE messages SET status = 'sending', send_attempted_at = now(),
+                     attempts = attempts + 1,
+                     send_claimed_until = now() + make_interval(secs => $2)
+                   WHERE id = $1""",
+                message_id,
+                lease_seconds,
+            )
+            return SendPlan(
+                message_id=message_id,
+                conversation_id=row["conversation_id"],
+                channel=Channel(row["channel"]),
+                body=row["body"],
+                to_number=row["phone_number"],
+                route=route,
+                reconcile_since=row["send_attempted_at"],
+            )
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def record_sent(self, hotel_id: int, message_id: int, sent: SentMessage) -> None:
+        """Record the provider's SID and status; a status already further along is kept."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                """
+                UPDATE messages SET
+                  provider_sid = $2,
+                  status = CASE WHEN hotelchat_status_rank($3) > hotelchat_status_rank(status)
+                                THEN $3 ELSE status END,
+                  sent_at = COALESCE(sent_at, now()),
+                  send_claimed_until = NULL
+                WHERE id = $1 AND (provider_sid IS NULL OR provider_sid = $2)
+                """,
+                message_id,
+                sent.sid,
+                sent.status.value,
+            )
+
+        await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def record_send_failure(
+        self, hotel_id: int, message_id: int, *, error_code: str, handoff_reason: str
+    ) -> None:
+        """Mark the message failed for good and hand its conversation to staff."""
+
+        async def work(conn: Connection) -> None:
+            await _fail_message(conn, message_id, error_code, handoff_reason)
+
+        await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def release_send(self, hotel_id: int, message_id: int, *, maybe_sent: bool) -> None:
+        """Give the send back after a retryable failure. Unless the provider may have taken the
+        message (`maybe_sent`), forget the attempt so the retry need not look for it first."""
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(
+                """UPDATE messages SET status = 'pending', send_claimed_until = NULL,
+                     send_attempted_at = CASE WHEN $2 THEN send_attempted_at END
+                   WHERE id = $1 AND status = 'sending'""",
+                message_id,
+                maybe_sent,
+            )
+
+        await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def apply_delivery_status(
+        self,
+        hotel_id: int,
+        *,
+        message_id: int | None,
+        sid: str,
+        status: DeliveryStatus,
+        error_code: str | None,
+    ) -> StatusUpdate | None:
+        """Move an outbound message (by our id when given, else by MessageSid) to `status` if
+        that is forwards. A failure hands the conversation to staff."""
+
+        async def work(conn: Connection) -> StatusUpdate | None:
+            row = await conn.fetchrow(
+                """
+                UPDATE messages SET
+                  status = $3,
+                  provider_sid = COALESCE(provider_sid, $2),
+                  error_code = COALESCE($4, error_code),
+                  delivered_at = CASE WHEN $3 IN ('delivered', 'read')
+                                      THEN COALESCE(delivered_at, now()) ELSE delivered_at END,
+                  read_at = CASE WHEN $3 = 'read' THEN COALESCE(read_at, now()) ELSE read_at END
+                WHERE direction = 'outbound'
+                  AND CASE WHEN $1::bigint IS NULL THEN provider_sid = $2
+                           ELSE id = $1 AND (provider_sid IS NULL OR provider_sid = $2) END
+                  AND hotelchat_status_rank($3) > hotelchat_status_rank(status)
+                RETURNING id, conversation_id, status
+                """,
+                message_id,
+                sid,
+                status.value,
+                error_code,
+            )
+            if row is None:
+                return None
+            if status in (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED):
+                await conn.execute(
+                    """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                         handoff_reason = 'a reply could not be delivered'
+                       WHERE id = $1 AND state = 'ai'""",
+                    row["conversation_id"],
+                )
+            return StatusUpdate(row["id"], row["conversation_id"], DeliveryStatus(row["status"]))
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    # --- knowledge ------------------------------------------------------------------------------
+
+    async def search(self, hotel_id: int, question: str, *, limit: int) -> list[Passage]:
+        """Knowledge-base entries matching any word of `question`, best first (PostgreSQL
+        full-text search in the hotel's text-search configuration). `score` is the cover-density
+        rank scaled into [0, 1) as rank / (rank + 1)."""
+        words = _WORD.findall(question.lower())[:MAX_QUERY_WORDS]
+        if not words:
+            return []
+
+        async def work(conn: Connection) -> list[Passage]:
+            rows = await conn.fetch(
+                """
+                WITH q AS (
+                  SELECT websearch_to_tsquery(h.search_config, $1) AS query FROM hotels h
+                )
+                SELECT e.id, e.title, e.body, ts_rank_cd(e.search, q.query, 32) AS score
+                FROM kb_entries e, q
+                WHERE e.search @@ q.query
+                ORDER BY score DESC, e.id
+                LIMIT $2
+                """,
+                " or ".join(words),
+                limit,
+            )
+            return [Passage(r["id"], r["title"], r["body"], float(r["score"])) for r in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+
+async def _fail_message(
+    conn: Connection, message_id: int, error_code: str, handoff_reason: str
+) -> None:
+    conversation_id = await conn.fetchval(
+        """UPDATE messages SET status = 'failed', error_code = $2, send_claimed_until = NULL
+           WHERE id = $1 RETURNING conversation_id""",
+        message_id,
+        error_code[:64],
+    )
+    if conversation_id is not None:
+        await conn.execute(
+            """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                 handoff_reason = $2
+               WHERE id = $1 AND state IN ('ai', 'resolved')""",
+            conversation_id,
+            handoff_reason[:500],
+        )

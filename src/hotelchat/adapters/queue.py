@@ -1,0 +1,51 @@
+"""Background jobs on arq (Redis). Job ids are derived from the message, so enqueueing the same
+work twice while it is queued or running is a no-op; PostgreSQL, not the job id, is what makes the
+work itself idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from hotelchat.domain.errors import Unavailable
+
+REPLY_JOB = "reply_to_inbound"
+SEND_JOB = "send_outbound"
+
+
+def create_redis(url: str, *, timeout: float, max_connections: int = 50) -> ArqRedis:
+    """A Redis client (arq's subclass) whose every connect and command is bounded by `timeout`
+    seconds, with at most `max_connections` connections."""
+    redis: ArqRedis = ArqRedis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        max_connections=max_connections,
+    )
+    return redis
+
+
+class ArqJobQueue:
+    """`services.ports.JobQueue` on arq."""
+
+    def __init__(self, redis: ArqRedis, *, timeout: float) -> None:
+        self._redis = redis
+        self._timeout = timeout
+
+    async def enqueue_reply(self, hotel_id: int, message_id: int) -> None:
+        """Queue the reply to inbound message `message_id`; raises `Unavailable`."""
+        await self._enqueue(REPLY_JOB, hotel_id, message_id, f"reply:{message_id}")
+
+    async def enqueue_send(self, hotel_id: int, message_id: int) -> None:
+        """Queue the send of outbound message `message_id`; raises `Unavailable`."""
+        await self._enqueue(SEND_JOB, hotel_id, message_id, f"send:{message_id}")
+
+    async def _enqueue(self, job: str, hotel_id: int, message_id: int, job_id: str) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.enqueue_job(job, hotel_id, message_id, _job_id=job_id)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise Unavailable("the job queue is unavailable") from exc

@@ -1,0 +1,196 @@
+"""WhatsApp through Twilio's official Python SDK: sending messages, finding one that an earlier
+attempt may have sent, and validating webhook signatures.
+
+The SDK has no base-URL setting, so `RoutedHttpClient` (an SDK `AsyncHttpClient`, which the SDK's
+`Client` accepts as `http_client`) rewrites `https://*.twilio.com` to `TWILIO_API_BASE_URL` when
+that is set: the local emulator under `hotelchat dev` and in tests. It also gives every request an
+`aiohttp.ClientTimeout` and never logs request parameters (they hold phone numbers and bodies).
+
+Protocol facts:
+- Sending: https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
+- Listing: https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
+- Statuses: https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
+- Errors: https://www.twilio.com/docs/api/errors (e.g. 63016: outside the 24-hour window)
+- Signatures: https://www.twilio.com/docs/usage/webhooks/webhooks-security
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import structlog
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http import AsyncHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from hotelchat.domain.addresses import whatsapp_address
+from hotelchat.domain.errors import SendError
+from hotelchat.domain.model import DeliveryStatus, SenderRoute, provider_status
+from hotelchat.services.ports import SentMessage
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_PAGE = 20
+# Twilio's clock and ours may differ a little; look a bit before the attempt started.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+class RoutedHttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """The Twilio SDK's async HTTP client on one shared aiohttp session, with a total timeout
+    per request and an optional base URL replacing `https://*.twilio.com`.
+
+    Create it inside a running event loop; `close()` it on shutdown.
+    """
+
+    def __init__(self, *, timeout: float, base_url: str | None = None) -> None:
+        super().__init__(logger=logging.getLogger(__name__), is_async=True, timeout=timeout)
+        self._total = timeout
+        self._base = urlsplit(base_url.rstrip("/")) if base_url else None
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+        )
+
+    def rewrite(self, url: str) -> str:
+        """`url` with its scheme and host replaced by the base URL's, for `*.twilio.com`."""
+        parts = urlsplit(url)
+        if self._base is None or not (parts.hostname or "").endswith("twilio.com"):
+            return url
+        path = self._base.path + parts.path
+        return urlunsplit((self._base.scheme, self._base.netloc, path, parts.query, ""))
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        """Make one request; raises `aiohttp.ClientError` or `TimeoutError` on transport
+        failures (the SDK turns HTTP error statuses into `TwilioRestException`)."""
+        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        async with self._session.request(
+            method.upper(),
+            self.rewrite(url),
+            params=cast(Mapping[str, str], params),
+            data=data,
+            headers=headers,
+            auth=basic,
+            timeout=aiohttp.ClientTimeout(total=timeout or self._total),
+            allow_redirects=allow_redirects,
+        ) as response:
+            text = await response.text()
+            return Response(response.status, text, response.headers)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class TwilioWhatsApp:
+    """`services.ports.WhatsAppSender` on the official Twilio SDK, with each hotel's own
+    Account SID and auth token."""
+
+    def __init__(self, http_client: RoutedHttpClient) -> None:
+        self._http = http_client
+
+    def _client(self, route: SenderRoute) -> Client:
+        # A Client is a few attribute assignments; the connection pool is the shared session.
+        return Client(route.account_sid, route.auth_token, http_client=self._http)
+
+    async def send(
+        self, route: SenderRoute, *, to_number: str, body: str, status_callback: str | None
+    ) -> SentMessage:
+        """Create the message at Twilio. Raises `SendError`: `retryable` for 429, 5xx and
+        transport failures; `maybe_sent` when the request may have reached Twilio."""
+        kwargs: dict[str, Any] = {
+            "to": whatsapp_address(to_number),
+            "from_": whatsapp_address(route.phone_number),
+            "body": body,
+        }
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            message = await self._client(route).messages.create_async(**kwargs)
+        except TwilioRestException as exc:
+            raise _rest_error(exc) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: Twilio cannot have the message.
+            raise SendError("could not connect to Twilio", retryable=True) from exc
+        except (TimeoutError, aiohttp.ClientError, TwilioException) as exc:
+            raise SendError(
+                f"no answer from Twilio ({type(exc).__name__})", retryable=True, maybe_sent=True
+            ) from exc
+        status = provider_status(message.status) or DeliveryStatus.QUEUED
+        return SentMessage(sid=message.sid, status=status)
+
+    async def find_sent(
+        self, route: SenderRoute, *, to_number: str, body: str, since: datetime
+    ) -> SentMessage | None:
+        """The message with this body that we sent to `to_number` at or after `since`, if Twilio
+        has it. Raises `SendError` (retryable) when Twilio cannot be asked."""
+        try:
+            messages = await self._client(route).messages.list_async(
+                to=whatsapp_address(to_number),
+                from_=whatsapp_address(route.phone_number),
+                limit=RECONCILE_PAGE,
+            )
+        except TwilioRestException as exc:
+            raise _rest_error(exc) from exc
+        except (TimeoutError, aiohttp.ClientError, TwilioException) as exc:
+            raise SendError("could not list messages at Twilio", retryable=True) from exc
+        for message in messages:
+            created = message.date_created
+            if message.body == body and (created is None or created >= since - CLOCK_SKEW):
+                return SentMessage(
+                    sid=message.sid, status=provider_status(message.status) or DeliveryStatus.QUEUED
+                )
+        return None
+
+
+def _rest_error(exc: TwilioRestException) -> SendError:
+    status = int(exc.status)
+    retryable = status == 429 or status >= 500
+    return SendError(
+        f"Twilio answered {status} (error {exc.code})",
+        retryable=retryable,
+        provider_code=exc.code if isinstance(exc.code, int) else None,
+        status=status,
+    )
+
+
+class TwilioSignatures:
+    """`services.ports.SignatureValidator` with the SDK's `RequestValidator` (HMAC-SHA1 of the
+    URL and the sorted POST parameters, keyed with the account's auth token)."""
+
+    def is_valid(
+        self, auth_token: str, url: str, params: Mapping[str, str], signature: str
+    ) -> bool:
+        return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+
+
+def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """The X-Twilio-Signature Twilio would send for a POST of `params` to `url` (for the
+    emulator and `hotelchat simulate`)."""
+    signature: str = RequestValidator(auth_token).compute_signature(url, dict(params))
+    return signature
+
+
+async def close_quietly(client: RoutedHttpClient) -> None:
+    """Close the HTTP session, waiting at most 5 seconds."""
+    try:
+        async with asyncio.timeout(5):
+            await client.close()
+    except TimeoutError:
+        log.warning("twilio.close_timeout")

@@ -1,0 +1,132 @@
+"""Wires adapters into services: the only place that decides which PostgreSQL, Redis, model and
+messaging provider a process talks to. Web processes and workers both start here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+
+from hotelchat.adapters.language import FastTextLanguages
+from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
+from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
+from hotelchat.adapters.postgres.migrate import verify_app_role
+from hotelchat.adapters.postgres.store import PostgresStore
+from hotelchat.adapters.queue import ArqJobQueue, create_redis
+from hotelchat.adapters.twilio import (
+    RoutedHttpClient,
+    TwilioSignatures,
+    TwilioWhatsApp,
+    close_quietly,
+)
+from hotelchat.config import Settings
+from hotelchat.domain.errors import Unavailable
+from hotelchat.services.ports import Deps
+
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+
+
+@dataclass
+class Container:
+    """Everything a process holds open, and the services' `Deps` built from it."""
+
+    settings: Settings
+    db: Database
+    store: PostgresStore
+    redis: ArqRedis
+    twilio_http: RoutedHttpClient
+    chat_model: OpenAIChatModel | None
+    deps: Deps
+
+    async def ready(self, timeout: float = 2.0) -> dict[str, str]:
+        """`{"postgres": "ok" | "unavailable", "redis": ...}` within `timeout` seconds each."""
+        result = {}
+        try:
+            await self.db.ping(timeout)
+            result["postgres"] = "ok"
+        except Unavailable:
+            result["postgres"] = "unavailable"
+        try:
+            async with asyncio.timeout(timeout):
+                await self.redis.ping()
+            result["redis"] = "ok"
+        except Exception:  # noqa: BLE001 - any failure means "not ready"; the class is logged by redis
+            result["redis"] = "unavailable"
+        return result
+
+    async def close(self) -> None:
+        """Close every client; each step is bounded."""
+        if self.chat_model is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.chat_model.close()
+        await close_quietly(self.twilio_http)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.redis.aclose()
+        await self.db.close()
+
+
+async def build(settings: Settings, *, verify_schema: bool = True) -> Container:
+    """Open the pool and clients `settings` describe. Raises `ConfigError` for missing URLs,
+    `Unavailable` when PostgreSQL is unreachable and `SchemaError` when the database role or
+    schema is wrong (see `verify_app_role`)."""
+    pool = await create_pool(
+        PoolConfig(
+            dsn=settings.require_database_url(),
+            min_size=settings.database_pool_min_size,
+            max_size=settings.database_pool_max_size,
+            acquire_timeout=settings.database_acquire_timeout_seconds,
+            command_timeout=settings.database_command_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
+    )
+    db = Database(pool, acquire_timeout=settings.database_acquire_timeout_seconds)
+    try:
+        if verify_schema:
+            async with pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
+                await verify_app_role(conn)
+        redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
+    except BaseException:
+        await db.close()
+        raise
+    twilio_http = RoutedHttpClient(
+        timeout=settings.twilio_timeout_seconds,
+        base_url=str(settings.twilio_api_base_url) if settings.twilio_api_base_url else None,
+    )
+    chat_model = None
+    if settings.openai_api_key is not None:
+        chat_model = OpenAIChatModel(
+            create_client(
+                api_key=settings.openai_api_key.get_secret_value(),
+                base_url=settings.openai_base_url,
+                timeout=settings.openai_timeout_seconds,
+                max_retries=settings.openai_max_retries,
+            )
+        )
+    store = PostgresStore(db)
+    deps = Deps(
+        store=store,
+        knowledge=store,
+        jobs=ArqJobQueue(redis, timeout=settings.redis_timeout_seconds),
+        whatsapp=TwilioWhatsApp(twilio_http),
+        signatures=TwilioSignatures(),
+        languages=FastTextLanguages(),
+        chat_model=chat_model,
+        default_model=settings.openai_default_model,
+        max_reply_tokens=settings.openai_max_reply_tokens,
+        reply_lease_seconds=settings.reply_lease_seconds,
+        status_callback_url=settings.public_url + STATUS_CALLBACK_PATH,
+        max_attempts=settings.job_max_tries,
+    )
+    return Container(
+        settings=settings,
+        db=db,
+        store=store,
+        redis=redis,
+        twilio_http=twilio_http,
+        chat_model=chat_model,
+        deps=deps,
+    )

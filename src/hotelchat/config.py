@@ -1,0 +1,202 @@
+"""One frozen settings object, read from the environment once at start-up.
+
+Every knob HotelChat has is a field here, named after its environment variable (the README's
+table is generated from the same fields). Secrets are `SecretStr`: they print as `**********` in
+`repr`, logs and validation errors, and are unwrapped only where a client is built.
+A missing or malformed value fails at start-up with the variable's name, never at the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+def _check_scheme(value: SecretStr | None, schemes: set[str], name: str) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value().strip()
+    if not raw:
+        return None
+    scheme = urlsplit(raw).scheme
+    if scheme not in schemes:
+        raise ValueError(f"{name} must start with one of {sorted(schemes)}, not {scheme!r}")
+    return SecretStr(raw)
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by `***`, for logs and start-up banners."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from environment variables (case-insensitive).
+
+    Raises `pydantic.ValidationError` on construction when a value is missing or malformed; the
+    command line turns that into one line per bad variable and exit status 2.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    # --- PostgreSQL -------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the application role (not the tables' owner). "
+        "Unset under `hotelchat dev`: an embedded server is started.",
+    )
+    database_admin_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the role that owns the schema; used only by "
+        "`hotelchat migrate`.",
+    )
+    database_pool_min_size: int = Field(default=1, ge=0, le=100)
+    database_pool_max_size: int = Field(
+        default=10, ge=1, le=200, description="Connections per process."
+    )
+    database_acquire_timeout_seconds: PositiveSeconds = Field(
+        default=5.0, description="Longest wait for a free pooled connection."
+    )
+    database_command_timeout_seconds: PositiveSeconds = Field(
+        default=10.0, description="Longest a single SQL statement may run."
+    )
+    database_connect_timeout_seconds: PositiveSeconds = 5.0
+
+    # --- Redis ------------------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for the job queue and realtime fan-out. Unset under "
+        "`hotelchat dev`: an embedded server is started.",
+    )
+    redis_timeout_seconds: PositiveSeconds = Field(
+        default=3.0, description="Connect and command timeout for Redis."
+    )
+
+    # --- Web --------------------------------------------------------------------------------
+    public_base_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:8000"),
+        description="The URL Twilio and browsers use to reach HotelChat. Webhook signatures "
+        "are checked against it, never against the request's Host or X-Forwarded-* headers.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `hotelchat serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_workers: int = Field(default=1, ge=1, le=64, description="Hypercorn worker processes.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies and guest web-chat tokens; at least 32 characters. "
+        "`hotelchat dev` generates one under the state folder.",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger webhooks get 413."
+    )
+
+    # --- OpenAI -----------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="Without it the assistant answers from the knowledge base alone.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible server, e.g. http://localhost:8080/v1."
+    )
+    openai_default_model: str = Field(default="gpt-4o-mini", min_length=1)
+    openai_timeout_seconds: PositiveSeconds = Field(
+        default=30.0, description="Per request, including a streamed reply."
+    )
+    openai_max_retries: int = Field(
+        default=2, ge=0, le=5, description="Retries of one model call (429, 5xx, timeouts)."
+    )
+    openai_max_reply_tokens: int = Field(default=400, ge=16, le=4096)
+
+    # --- Twilio -----------------------------------------------------------------------------
+    twilio_api_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Send Twilio API calls here instead of https://api.twilio.com "
+        "(the local emulator under `hotelchat dev`).",
+    )
+    twilio_timeout_seconds: PositiveSeconds = 10.0
+
+    # --- Worker -----------------------------------------------------------------------------
+    worker_max_jobs: int = Field(default=10, ge=1, le=1000, description="Concurrent jobs.")
+    job_timeout_seconds: PositiveSeconds = Field(
+        default=120.0, description="A job running longer is cancelled and retried."
+    )
+    job_max_tries: int = Field(default=5, ge=1, le=20)
+    reply_lease_seconds: PositiveSeconds = Field(
+        default=90.0,
+        description="How long one job owns a reply or a send before another may take it over.",
+    )
+
+    # --- Process ----------------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=Path(".hotelchat"),
+        validation_alias="HOTELCHAT_STATE_DIR",
+        description="Where `hotelchat dev` keeps the embedded servers' data.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("database_url", "database_admin_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_scheme(value, {"postgres", "postgresql"}, "the database URL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_scheme(value, {"redis", "rediss", "unix"}, "REDIS_URL")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> Settings:
+        if self.database_pool_min_size > self.database_pool_max_size:
+            raise ValueError("DATABASE_POOL_MIN_SIZE is larger than DATABASE_POOL_MAX_SIZE")
+        return self
+
+    @property
+    def public_url(self) -> str:
+        """`public_base_url` without a trailing slash, ready to have a path appended."""
+        return str(self.public_base_url).rstrip("/")
+
+    def require_database_url(self) -> str:
+        """The application role's PostgreSQL URL; raises `ConfigError` when unset."""
+        return _require(self.database_url, "DATABASE_URL")
+
+    def require_redis_url(self) -> str:
+        """The Redis URL; raises `ConfigError` when unset."""
+        return _require(self.redis_url, "REDIS_URL")
+
+    def require_secret_key(self) -> str:
+        """The signing key; raises `ConfigError` when unset."""
+        return _require(self.secret_key, "SECRET_KEY")
+
+
+class ConfigError(Exception):
+    """A setting needed by the command being run is missing."""
+
+
+def _require(value: SecretStr | None, name: str) -> str:
+    if value is None:
+        raise ConfigError(f"{name} is not set")
+    return value.get_secret_value()

@@ -1,0 +1,1 @@
+"""Pure types and rules of guest messaging; imports nothing with I/O."""

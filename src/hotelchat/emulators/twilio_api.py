@@ -1,0 +1,315 @@
+"""A small Twilio REST API emulator for WhatsApp messages, on loopback: what `hotelchat dev` sends
+to instead of Twilio, and what tests point the official Twilio SDK at.
+
+It speaks the wire format of the real API for the parts HotelChat uses:
+- `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form-encoded; 201 with the Message
+  resource; Twilio's JSON errors such as 21604, 21602, 21617, 20003),
+- `GET .../Messages.json` (newest first, `To`/`From` filters, `PageSize`, Twilio's paging keys),
+- `GET .../Messages/{Sid}.json`,
+- status callbacks (`queued` -> `sent` -> `delivered` -> `read`) POSTed to the message's
+  `StatusCallback`, form-encoded and signed with X-Twilio-Signature like Twilio's.
+https://www.twilio.com/docs/messaging/api/message-resource
+
+Credentials: HTTP Basic with the Account SID and its auth token, as the SDK sends them; any
+non-empty token is accepted (the emulator has no account database) and is used to sign that
+message's callbacks, which is what Twilio does with the real token.
+
+Tests script failures with `fail_next(...)`; `GET /_emulator/messages` lists what was sent, for
+people and for `hotelchat simulate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from hotelchat.adapters.twilio import sign
+
+log = structlog.get_logger(__name__)
+
+API = "/2010-04-01"
+MAX_MESSAGES = 10_000
+MAX_BODY = 1600  # https://www.twilio.com/docs/errors/21617
+_ADDRESS = re.compile(r"^whatsapp:\+[1-9][0-9]{6,14}$")
+_ACCOUNT = re.compile(r"^AC[0-9a-f]{32}$")
+
+
+@dataclass
+class Fault:
+    """What the emulator does to one upcoming create request instead of answering normally.
+
+    `status`/`code`: answer with this Twilio error. `delay`: wait this many seconds first.
+    `accept`: store the message (as if Twilio took it) before the delay and the error, which is
+    how a timeout or dropped connection after Twilio accepted a message looks to the client.
+    """
+
+    status: int | None = None
+    code: int | None = None
+    delay: float = 0.0
+    accept: bool = False
+
+
+@dataclass
+class EmulatedMessage:
+    sid: str
+    account_sid: str
+    from_: str
+    to: str
+    body: str
+    status: str
+    date_created: datetime
+    status_callback: str | None
+    auth_token: str = field(repr=False)
+    date_sent: datetime | None = None
+
+    def resource(self) -> dict[str, Any]:
+        uri = f"{API}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
+        return {
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": self.body,
+            "date_created": format_datetime(self.date_created),
+            "date_sent": format_datetime(self.date_sent) if self.date_sent else None,
+            "date_updated": format_datetime(self.date_sent or self.date_created),
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": self.from_,
+            "messaging_service_sid": None,
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": self.status,
+            "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+            "to": self.to,
+            "uri": uri,
+        }
+
+
+def twilio_error(status: int, code: int, message: str) -> web.Response:
+    """Twilio's error body: https://www.twilio.com/docs/usage/twilios-response#response-formats-exceptions"""
+    return web.json_response(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status=status,
+    )
+
+
+class TwilioEmulator:
+    """The emulator's state and its aiohttp application (`app()`). Thread-safe: tests call its
+    methods from the test thread while it serves from its own."""
+
+    def __init__(
+        self, *, callbacks: bool = True, callback_delays: tuple[float, ...] = (0.2, 0.5, 1.5)
+    ) -> None:
+        self.callbacks = callbacks
+        self.url = ""  # set by whoever serves it
+        self.callback_delays = callback_delays
+        self._messages: collections.deque[EmulatedMessage] = collections.deque(maxlen=MAX_MESSAGES)
+        self._faults: collections.deque[Fault] = collections.deque(maxlen=100)
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.callback_results: collections.deque[int] = collections.deque(maxlen=1000)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- test controls ----------------------------------------------------------------------
+
+    def fail_next(self, fault: Fault, times: int = 1) -> None:
+        """Apply `fault` to the next `times` create requests."""
+        with self._lock:
+            self._faults.extend([fault] * times)
+
+    def sent(self, to: str | None = None) -> list[EmulatedMessage]:
+        """Messages accepted so far, oldest first; only those to `to` (`whatsapp:+…`) if given."""
+        with self._lock:
+            return [m for m in self._messages if to is None or m.to == to]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._messages.clear()
+            self._faults.clear()
+            self.requests = 0
+
+    # --- the application --------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 1024)
+        app.router.add_post(API + "/Accounts/{account}/Messages.json", self._create)
+        app.router.add_get(API + "/Accounts/{account}/Messages.json", self._list)
+        app.router.add_get(API + "/Accounts/{account}/Messages/{sid}.json", self._fetch)
+        app.router.add_get("/_emulator/messages", self._emulator_messages)
+        app.router.add_delete("/_emulator/messages", self._emulator_reset)
+        app.on_cleanup.append(self._cancel_callbacks)
+        return app
+
+    def _auth(self, request: web.Request) -> str | None:
+        """The auth token of a Basic header whose user is the path's Account SID."""
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        try:
+            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if user != request.match_info["account"] or not _ACCOUNT.fullmatch(user) or not token:
+            return None
+        return token
+
+    async def _create(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.requests += 1
+            fault = self._faults.popleft() if self._faults else None
+        token = self._auth(request)
+        if token is None:
+            return twilio_error(401, 20003, "Authenticate")
+        form = await request.post()
+        to, from_ = str(form.get("To", "")), str(form.get("From", ""))
+        body = str(form.get("Body", ""))
+        if not to:
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not _ADDRESS.fullmatch(to):
+            return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not _ADDRESS.fullmatch(from_):
+            return twilio_error(400, 21212, f"Invalid From Number (caller ID): {from_}")
+        if not body:
+            return twilio_error(400, 21602, "Message body is required.")
+        if len(body) > MAX_BODY:
+            return twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        message = EmulatedMessage(
+            sid="SM" + secrets.token_hex(16),
+            account_sid=request.match_info["account"],
+            from_=from_,
+            to=to,
+            body=body,
+            status="queued",
+            date_created=datetime.now(UTC).replace(microsecond=0),
+            status_callback=str(form["StatusCallback"]) if form.get("StatusCallback") else None,
+            auth_token=token,
+        )
+        if fault is not None:
+            if fault.accept:
+                self._accept(message)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return twilio_error(fault.status, fault.code or 20500, "Emulated failure")
+            if fault.accept:
+                return web.json_response(message.resource(), status=201)
+        self._accept(message)
+        return web.json_response(message.resource(), status=201)
+
+    def _accept(self, message: EmulatedMessage) -> None:
+        with self._lock:
+            self._messages.append(message)
+        if self.callbacks and message.status_callback:
+            task = asyncio.get_running_loop().create_task(self._send_callbacks(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_callbacks(self, message: EmulatedMessage) -> None:
+        assert message.status_callback is not None
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for status, delay in zip(
+                ("sent", "delivered", "read"), self.callback_delays, strict=False
+            ):
+                await asyncio.sleep(delay)
+                message.status = status
+                if status == "sent":
+                    message.date_sent = datetime.now(UTC).replace(microsecond=0)
+                params = {
+                    "AccountSid": message.account_sid,
+                    "ApiVersion": "2010-04-01",
+                    "ChannelPrefix": "whatsapp",
+                    "From": message.from_,
+                    "To": message.to,
+                    "MessageSid": message.sid,
+                    "MessageStatus": status,
+                    "SmsSid": message.sid,
+                    "SmsStatus": status,
+                }
+                headers = {
+                    "X-Twilio-Signature": sign(message.auth_token, message.status_callback, params),
+                    "User-Agent": "TwilioProxy/1.1",
+                }
+                try:
+                    async with session.post(
+                        message.status_callback, data=params, headers=headers
+                    ) as response:
+                        self.callback_results.append(response.status)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("emulator.callback_failed", error_class=type(exc).__name__)
+                    return
+
+    async def _cancel_callbacks(self, _app: web.Application) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if self._auth(request) is None:
+            return twilio_error(401, 20003, "Authenticate")
+        account = request.match_info["account"]
+        to, from_ = request.query.get("To"), request.query.get("From")
+        try:
+            page_size = min(1000, max(1, int(request.query.get("PageSize", "50"))))
+        except ValueError:
+            return twilio_error(400, 20001, "Invalid PageSize")
+        with self._lock:
+            found = [
+                m.resource()
+                for m in reversed(self._messages)
+                if m.account_sid == account
+                and (to is None or m.to == to)
+                and (from_ is None or m.from_ == from_)
+            ][:page_size]
+        uri = f"{API}/Accounts/{account}/Messages.json?PageSize={page_size}&Page=0"
+        return web.json_response(
+            {
+                "end": max(0, len(found) - 1),
+                "first_page_uri": uri,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": page_size,
+                "previous_page_uri": None,
+                "messages": found,
+                "start": 0,
+                "uri": uri,
+            }
+        )
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        if self._auth(request) is None:
+            return twilio_error(401, 20003, "Authenticate")
+        with self._lock:
+            for message in self._messages:
+                if message.sid == request.match_info["sid"]:
+                    return web.json_response(message.resource())
+        return twilio_error(404, 20404, "The requested resource was not found")
+
+    async def _emulator_messages(self, request: web.Request) -> web.Response:
+        to = request.query.get("to")
+        return web.json_response([m.resource() for m in self.sent(to)])
+
+    async def _emulator_reset(self, _request: web.Request) -> web.Response:
+        self.reset()
+        return web.Response(status=204)

@@ -1,0 +1,314 @@
+"""The `hotelchat` command: run the pieces, migrate, provision tenants, play the guest.
+
+Settings come from the environment (see the README's table). A missing or malformed variable is
+reported by name and the command exits with status 2 before doing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from pydantic import ValidationError
+
+from hotelchat.adapters.postgres.provisioning import Provisioning, open_provisioning
+from hotelchat.config import ConfigError, Settings
+from hotelchat.domain.errors import HotelChatError
+from hotelchat.logs import configure_logging
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or exit 2 naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            click.echo(f"error: {name}: {error['msg']}", err=True)
+        raise SystemExit(2) from None
+
+
+def run(work: Awaitable[T]) -> T:
+    """Run `work` to completion; known failures print one line and exit 1 (config: 2)."""
+    try:
+        return asyncio.run(work)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except HotelChatError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(1) from None
+
+
+def admin_dsn(settings: Settings) -> str:
+    if settings.database_admin_url is None:
+        raise click.UsageError("DATABASE_ADMIN_URL (the schema owner's URL) is not set")
+    return settings.database_admin_url.get_secret_value()
+
+
+@click.group()
+@click.version_option(package_name="hotelchat")
+def main() -> None:
+    """HotelChat: guest messaging for hotel chains."""
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Web port (default: PORT or 8000).")
+def dev(port: int | None) -> None:
+    """Run everything locally: embedded PostgreSQL and Redis (when DATABASE_URL / REDIS_URL are
+    unset), migrations, the demo chain, the web server, a worker and a Twilio API emulator."""
+    from hotelchat.entrypoints.dev import run_dev
+
+    settings = load_settings()
+    configure_logging(settings.log_level, "console")
+    raise SystemExit(run_dev(settings, port=port))
+
+
+@main.command()
+def serve() -> None:
+    """Serve the web app (webhooks, dashboard, web chat) with Hypercorn."""
+    from hypercorn.config import Config
+    from hypercorn.run import run as run_hypercorn
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.application_path = "hotelchat.entrypoints.web.asgi:app"
+    # One worker runs in this process; more are spawned, sharing the socket.
+    config.workers = 0 if settings.web_workers == 1 else settings.web_workers
+    config.graceful_timeout = 15
+    config.keep_alive_timeout = 75  # longer than typical load balancer idle timeouts (60 s)
+    config.accesslog = None
+    config.errorlog = "-"
+    raise SystemExit(run_hypercorn(config))
+
+
+@main.command()
+def worker() -> None:
+    """Run an arq worker: model calls, Twilio sends, the stalled-work sweeper."""
+    from hotelchat.entrypoints.worker import run_worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run(run_worker(settings))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations as DATABASE_ADMIN_URL, and let DATABASE_URL's role in."""
+    from hotelchat.adapters.postgres.migrate import migrate as do_migrate
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = settings.database_url.get_secret_value() if settings.database_url else None
+    revision = run(do_migrate(admin_dsn(settings), app))
+    click.echo(f"database at revision {revision}")
+
+
+@main.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo chain (two hotels, knowledge base, numbers, agents) if missing."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from hotelchat.entrypoints.dev import seed
+
+    for login in run(seed(admin_dsn(settings), {})):
+        click.echo(f"{login.hotel_slug}: {login.email} / {login.password}")
+
+
+@main.command()
+@click.option("--hotel", "hotel_slug", required=True, help="The hotel's slug, e.g. amapola-resort.")
+@click.option(
+    "--from",
+    "from_number",
+    default="+15551234567",
+    show_default=True,
+    help="The guest's number, E.164.",
+)
+@click.option("--name", default="Simulated Guest", show_default=True, help="WhatsApp profile name.")
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the reply."
+)
+@click.argument("text")
+def simulate(hotel_slug: str, from_number: str, name: str, timeout: float, text: str) -> None:
+    """Play a guest: post TEXT to the running server as Twilio would (signed webhook), then print
+    the reply the guest receives."""
+    from hotelchat.entrypoints.simulate import simulate_guest
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    reply = run(
+        simulate_guest(
+            settings,
+            hotel_slug=hotel_slug,
+            from_number=from_number,
+            profile_name=name,
+            text=text,
+            timeout=timeout,
+        )
+    )
+    click.echo(reply)
+
+
+@main.group()
+def hotels() -> None:
+    """Provision chains and hotels (as DATABASE_ADMIN_URL)."""
+
+
+@hotels.command("list")
+def hotels_list() -> None:
+    """List every hotel with its chain."""
+    settings = load_settings()
+
+    async def work() -> None:
+        async def body(prov: Provisioning) -> None:
+            for hotel in await prov.hotels():
+                click.echo(f"{hotel.chain_slug}\t{hotel.slug}\t{hotel.name}")
+
+        await with_provisioning(admin_dsn(settings), body)
+
+    run(work())
+
+
+@hotels.command("create")
+@click.option("--chain", "chain_slug", required=True)
+@click.option("--chain-name", default=None, help="Creates the chain if it does not exist.")
+@click.option("--slug", required=True)
+@click.option("--name", required=True)
+@click.option("--description", default="")
+@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--language", default="en", show_default=True, help="ISO 639-1.")
+def hotels_create(
+    chain_slug: str,
+    chain_name: str | None,
+    slug: str,
+    name: str,
+    description: str,
+    timezone: str,
+    language: str,
+) -> None:
+    """Create a hotel (a tenant)."""
+    settings = load_settings()
+
+    async def body(prov: Provisioning) -> None:
+        if chain_name:
+            await prov.ensure_chain(chain_slug, chain_name)
+        hotel_id = await prov.create_hotel(
+            chain_slug=chain_slug,
+            slug=slug,
+            name=name,
+            description=description,
+            timezone=timezone,
+            default_language=language,
+        )
+        click.echo(f"hotel {slug} created (id {hotel_id})")
+
+    run(with_provisioning(admin_dsn(settings), body))
+
+
+@main.group()
+def senders() -> None:
+    """Route WhatsApp numbers to hotels (as DATABASE_ADMIN_URL)."""
+
+
+@senders.command("add")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--number", required=True, help="The WhatsApp number, E.164 (+34…).")
+@click.option("--account-sid", required=True, help="The Twilio account owning the number (AC…).")
+def senders_add(hotel_slug: str, number: str, account_sid: str) -> None:
+    """Add a WhatsApp number. The auth token is read from TWILIO_AUTH_TOKEN or prompted for, so
+    it never appears in the shell history or the process list."""
+    settings = load_settings()
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or click.prompt(
+        "Twilio auth token", hide_input=True
+    )
+
+    async def body(prov: Provisioning) -> None:
+        await prov.add_whatsapp_sender(
+            hotel_slug=hotel_slug, phone_number=number, account_sid=account_sid, auth_token=token
+        )
+        click.echo(f"{number} now routes to {hotel_slug}")
+
+    run(with_provisioning(admin_dsn(settings), body))
+
+
+@main.group()
+def agents() -> None:
+    """Manage agent logins (as DATABASE_ADMIN_URL)."""
+
+
+@agents.command("add")
+@click.option("--chain", "chain_slug", required=True)
+@click.option("--email", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--hotel", "hotel_slugs", multiple=True, required=True, help="Repeat for each hotel.")
+@click.option("--manager", is_flag=True, help="May manage the hotels' settings.")
+def agents_add(
+    chain_slug: str, email: str, display_name: str, hotel_slugs: tuple[str, ...], manager: bool
+) -> None:
+    """Create an agent, or update their name, hotels and password. The password is read from
+    AGENT_PASSWORD or prompted for."""
+    settings = load_settings()
+    password = os.environ.get("AGENT_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+
+    async def body(prov: Provisioning) -> None:
+        await prov.add_agent(
+            chain_slug=chain_slug,
+            email=email,
+            display_name=display_name,
+            password=password,
+            hotel_slugs=list(hotel_slugs),
+            role="manager" if manager else "agent",
+        )
+        click.echo(f"agent {email} saved")
+
+    run(with_provisioning(admin_dsn(settings), body))
+
+
+@main.group()
+def emulator() -> None:
+    """Run a loopback emulator of an external API."""
+
+
+@emulator.command("twilio")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8010, show_default=True)
+@click.option("--no-callbacks", is_flag=True, help="Do not send delivery-status callbacks.")
+def emulator_twilio(host: str, port: int, no_callbacks: bool) -> None:
+    """The Twilio Messages API: point TWILIO_API_BASE_URL here."""
+    from aiohttp import web
+
+    from hotelchat.emulators.twilio_api import TwilioEmulator
+
+    configure_logging("INFO", "console")
+    web.run_app(TwilioEmulator(callbacks=not no_callbacks).app(), host=host, port=port, print=None)
+
+
+@emulator.command("openai")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8020, show_default=True)
+def emulator_openai(host: str, port: int) -> None:
+    """The OpenAI chat-completions API: point OPENAI_BASE_URL at http://HOST:PORT/v1."""
+    from aiohttp import web
+
+    from hotelchat.emulators.openai_api import OpenAIEmulator
+
+    configure_logging("INFO", "console")
+    web.run_app(OpenAIEmulator().app(), host=host, port=port, print=None)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+async def with_provisioning(dsn: str, body: Callable[[Provisioning], Awaitable[None]]) -> None:
+    """Run `body` with a `Provisioning` on one owner connection."""
+    async with open_provisioning(dsn) as prov:
+        await body(prov)

@@ -1,0 +1,14 @@
+"""The ASGI application Hypercorn serves: `hotelchat.entrypoints.web.asgi:app`.
+
+Settings are read, and logging configured, when a worker process imports this module.
+"""
+
+from __future__ import annotations
+
+from hotelchat.config import Settings
+from hotelchat.entrypoints.web.app import create_app
+from hotelchat.logs import configure_logging
+
+settings = Settings()
+configure_logging(settings.log_level, settings.log_format)
+app = create_app(settings)

@@ -1,0 +1,74 @@
+"""Twilio's webhooks: inbound WhatsApp messages and delivery-status callbacks.
+
+The handler verifies and parses; everything else is one call into a service. It answers Twilio in
+milliseconds: storing the message is the only work before the response, the reply is a job.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from hotelchat.domain.errors import InvalidInput, PayloadTooLarge
+from hotelchat.entrypoints.web.context import container
+from hotelchat.services import delivery, inbound
+
+blueprint = Blueprint("webhooks", __name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+FORM = "application/x-www-form-urlencoded"
+
+
+async def _form_params() -> dict[str, str]:
+    """The posted form as a plain dict; raises `PayloadTooLarge` or `InvalidInput`."""
+    limit = container().settings.webhook_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    if request.mimetype != FORM:
+        raise InvalidInput(f"expected {FORM}")
+    form = await request.form
+    params: dict[str, str] = {}
+    for key in form:
+        values = form.getlist(key)
+        if len(values) != 1:
+            raise InvalidInput(f"parameter {key} appears more than once")
+        params[key] = values[0]
+    return params
+
+
+def _signed_url() -> str:
+    """The URL Twilio signed: our configured public URL, never the request's Host or
+    X-Forwarded-* headers (which anyone can set)."""
+    url = container().settings.public_url + request.path
+    if request.query_string:
+        url += "?" + request.query_string.decode("utf-8", "replace")
+    return url
+
+
+@blueprint.post("/webhooks/twilio/whatsapp")
+async def whatsapp_inbound() -> Response:
+    """An inbound WhatsApp message. 200 with empty TwiML once stored (or already stored)."""
+    params = await _form_params()
+    await inbound.receive_whatsapp(
+        container().deps,
+        params,
+        url=_signed_url(),
+        signature=request.headers.get("X-Twilio-Signature"),
+    )
+    return Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
+
+
+@blueprint.post("/webhooks/twilio/status")
+async def whatsapp_status() -> Response:
+    """A delivery-status callback for a message we sent. 204 whether or not it was news."""
+    params = await _form_params()
+    raw_id = request.args.get("message_id")
+    if raw_id is not None and not (raw_id.isdigit() and len(raw_id) <= 18):
+        raise InvalidInput("message_id is malformed")
+    await delivery.receive_status_callback(
+        container().deps,
+        params,
+        url=_signed_url(),
+        signature=request.headers.get("X-Twilio-Signature"),
+        message_id=int(raw_id) if raw_id is not None else None,
+    )
+    return Response("", status=204)

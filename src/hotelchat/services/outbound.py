@@ -1,0 +1,109 @@
+"""Hand one stored outbound message to the guest's channel, exactly once.
+
+The job takes a lease on the message in PostgreSQL, sends, and records the provider's MessageSid.
+If an earlier attempt may have reached Twilio without us learning the outcome (the worker died,
+or the request timed out), the message is looked up at Twilio before anything is sent again.
+Retries are bounded by `Deps.max_attempts`; a message that cannot be sent ends `failed` and its
+conversation goes to staff.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from hotelchat.domain.errors import SendError, TemporaryFailure, Unavailable
+from hotelchat.domain.model import Channel
+from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, SendPlan
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER_SECONDS = 10.0
+
+
+def status_callback(deps: Deps, message_id: int) -> str | None:
+    """The StatusCallback URL for one message: Twilio signs the whole URL, so the message id in
+    it is as trustworthy as the rest of the callback, and it arrives even before we stored the
+    MessageSid."""
+    if deps.status_callback_url is None:
+        return None
+    return f"{deps.status_callback_url}?message_id={message_id}"
+
+
+async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
+    """Send outbound message `message_id` unless it was sent already. Returns what happened
+    (`sent`, `reconciled`, `already sent`, `failed: …`). Raises `TemporaryFailure` to be
+    retried later."""
+    try:
+        claim = await deps.store.claim_send(
+            hotel_id,
+            message_id,
+            lease_seconds=deps.reply_lease_seconds,
+            max_attempts=deps.max_attempts,
+        )
+    except Unavailable as exc:
+        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    match claim:
+        case Gone():
+            return "gone"
+        case AlreadySent(status):
+            return f"already {status.value}"
+        case Busy(retry_in):
+            raise TemporaryFailure("another job is sending", defer_seconds=retry_in)
+        case SendPlan():
+            plan = claim
+    if plan.channel is not Channel.WHATSAPP or plan.route is None or plan.to_number is None:
+        await deps.store.record_send_failure(
+            hotel_id, message_id, error_code="no_route", handoff_reason="the message has no route"
+        )
+        return "failed: no route"
+    try:
+        return await _send_whatsapp(deps, hotel_id, plan)
+    except Unavailable as exc:
+        # PostgreSQL failed around the send; the lease and `send_attempted_at` make the retry
+        # look the message up at Twilio before sending it again.
+        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    except SendError as exc:
+        if exc.retryable:
+            await deps.store.release_send(hotel_id, message_id, maybe_sent=exc.maybe_sent)
+            log.warning(
+                "send.retry",
+                hotel_id=hotel_id,
+                message_id=message_id,
+                error_class=type(exc.__cause__ or exc).__name__,
+                provider_code=exc.provider_code,
+                status=exc.status,
+            )
+            raise TemporaryFailure(
+                "the provider failed", defer_seconds=RETRY_AFTER_SECONDS
+            ) from exc
+        code = f"twilio_{exc.provider_code}" if exc.provider_code else f"http_{exc.status}"
+        await deps.store.record_send_failure(
+            hotel_id,
+            message_id,
+            error_code=code,
+            handoff_reason=f"the message could not be delivered ({code})",
+        )
+        log.warning("send.failed", hotel_id=hotel_id, message_id=message_id, error_code=code)
+        return f"failed: {code}"
+
+
+async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
+    assert plan.route is not None
+    assert plan.to_number is not None
+    if plan.reconcile_since is not None:
+        found = await deps.whatsapp.find_sent(
+            plan.route, to_number=plan.to_number, body=plan.body, since=plan.reconcile_since
+        )
+        if found is not None:
+            await deps.store.record_sent(hotel_id, plan.message_id, found)
+            log.info("send.reconciled", hotel_id=hotel_id, message_id=plan.message_id)
+            return "reconciled"
+    sent = await deps.whatsapp.send(
+        plan.route,
+        to_number=plan.to_number,
+        body=plan.body,
+        status_callback=status_callback(deps, plan.message_id),
+    )
+    await deps.store.record_sent(hotel_id, plan.message_id, sent)
+    log.info("send.sent", hotel_id=hotel_id, message_id=plan.message_id, status=sent.status.value)
+    return "sent"

@@ -1,0 +1,170 @@
+"""Answer one inbound guest message: re-read it, skip it if it is not the assistant's turn, ask
+the model (or the knowledge base), store the one reply, and send it.
+
+Idempotent by construction. PostgreSQL holds the guard: a lease on the inbound message while the
+answer is being produced, and a unique index that admits one automated reply per inbound message.
+Run twice, or re-run after the worker died at any point, and the guest still gets exactly one
+reply: a second run finds the stored reply and only finishes sending it (see `services.outbound`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import structlog
+
+from hotelchat.domain.errors import ModelError, TemporaryFailure, Unavailable
+from hotelchat.domain.language import handoff_message, holding_message, pick_language
+from hotelchat.domain.model import Author, Passage, Responder
+from hotelchat.services import outbound
+from hotelchat.services.ports import (
+    Busy,
+    Deps,
+    DraftReply,
+    Gone,
+    ReplyAlreadyStored,
+    ReplyClaimed,
+    ReplyContext,
+    ReplySkipped,
+    ReplyStored,
+)
+from hotelchat.services.prompts import build_prompt
+
+log = structlog.get_logger(__name__)
+
+# A knowledge-base passage must score at least this (cover-density rank scaled to [0, 1)) to be
+# sent as the answer on its own; below it the guest is handed to staff.
+KB_MIN_SCORE = 0.05
+
+
+async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
+    """Produce, store and send the automated reply to inbound message `message_id`.
+
+    Returns what happened (`sent`, `skipped: …`, `gone`, …) for logs and tests.
+    Raises `TemporaryFailure` when the work should be retried later (another job holds the
+    lease, PostgreSQL is down, the provider failed in a way that may pass).
+    """
+    try:
+        claim = await deps.store.claim_reply(
+            hotel_id,
+            message_id,
+            lease_seconds=deps.reply_lease_seconds,
+            history_turns=deps.history_turns,
+            max_attempts=deps.max_attempts,
+        )
+    except Unavailable as exc:
+        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    match claim:
+        case Gone():
+            return "gone"
+        case ReplySkipped(reason):
+            log.info("reply.skipped", hotel_id=hotel_id, message_id=message_id, reason=reason)
+            return f"skipped: {reason}"
+        case Busy(retry_in):
+            raise TemporaryFailure("another job is answering", defer_seconds=retry_in)
+        case ReplyAlreadyStored(reply_id, needs_send):
+            if not needs_send:
+                return "already answered"
+            return await outbound.send_outbound(deps, hotel_id, reply_id)
+        case ReplyClaimed(context):
+            pass
+
+    try:
+        draft = await draft_reply(deps, hotel_id, context)
+        stored = await deps.store.store_reply(hotel_id, message_id, draft)
+    except Unavailable as exc:
+        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    except BaseException:
+        # Cancelled (job timeout, shutdown) or a bug: let the next attempt start at once
+        # instead of waiting out the lease. Best effort; the lease expires anyway.
+        with contextlib.suppress(Unavailable):
+            await deps.store.release_reply(hotel_id, message_id)
+        raise
+    match stored:
+        case Gone():
+            return "gone"
+        case ReplySkipped(reason):
+            log.info("reply.discarded", hotel_id=hotel_id, message_id=message_id, reason=reason)
+            return f"skipped: {reason}"
+        case ReplyStored(reply_id):
+            log.info(
+                "reply.stored",
+                hotel_id=hotel_id,
+                message_id=message_id,
+                reply_id=reply_id,
+                responder=draft.responder.value,
+                handoff=draft.handoff_reason is not None,
+            )
+            return await outbound.send_outbound(deps, hotel_id, reply_id)
+
+
+async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> DraftReply:
+    """The reply to `context.question`: from the chat model when one is configured, else the
+    best knowledge-base passage; a holding message and a handoff when the model fails."""
+    language = pick_language(
+        context.question_language, context.guest_language, context.hotel.default_language
+    )
+    if not context.question.strip():
+        # Media or a location with no text: the assistant cannot see it; staff can.
+        return DraftReply(
+            body=handoff_message(language),
+            author=Author.AI,
+            responder=Responder.KNOWLEDGE_BASE if deps.chat_model is None else Responder.OPENAI,
+            language=language,
+            handoff_reason="the guest sent media",
+        )
+    passages = await deps.knowledge.search(
+        hotel_id, context.question, limit=deps.passages_per_prompt
+    )
+    if deps.chat_model is None:
+        return answer_from_knowledge(passages, language)
+    model = context.hotel.ai_model or deps.default_model
+    prompt = build_prompt(
+        context.hotel, passages, context.history, context.question, context.question_language
+    )
+    try:
+        completion = await deps.chat_model.complete(
+            model=model, messages=prompt, max_tokens=deps.max_reply_tokens
+        )
+    except ModelError as exc:
+        log.warning(
+            "reply.model_failed",
+            hotel_id=hotel_id,
+            conversation_id=context.conversation_id,
+            error_class=exc.kind,
+            model=model,
+        )
+        return DraftReply(
+            body=holding_message(language),
+            author=Author.SYSTEM,
+            responder=Responder.HOLDING,
+            language=language,
+            handoff_reason=f"the assistant is unavailable ({exc.kind})",
+        )
+    return DraftReply(
+        body=completion.text,
+        author=Author.AI,
+        responder=Responder.OPENAI,
+        language=context.question_language,
+        model=completion.model,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+    )
+
+
+def answer_from_knowledge(passages: list[Passage], language: str) -> DraftReply:
+    """The best passage if it matches well enough, else a handoff message in `language`."""
+    if passages and passages[0].score >= KB_MIN_SCORE:
+        return DraftReply(
+            body=passages[0].body,
+            author=Author.AI,
+            responder=Responder.KNOWLEDGE_BASE,
+            language=None,
+        )
+    return DraftReply(
+        body=handoff_message(language),
+        author=Author.AI,
+        responder=Responder.KNOWLEDGE_BASE,
+        language=language,
+        handoff_reason="no knowledge-base entry answers the question",
+    )

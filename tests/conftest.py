@@ -1,0 +1,209 @@
+"""The one test pattern: real PostgreSQL and real Redis, loopback emulators for Twilio and OpenAI.
+
+PostgreSQL and Redis are embedded servers started for the session, unless TEST_DATABASE_ADMIN_URL,
+TEST_DATABASE_URL and TEST_REDIS_URL name servers to use instead (the tests empty every HotelChat
+table and flush the Redis database between tests, hence the separate variable names). The
+application connects as the non-owner role, so row-level security is in force in every test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hotelchat import bootstrap
+from hotelchat.adapters.embedded import start_postgres, start_redis
+from hotelchat.adapters.postgres.migrate import migrate
+from hotelchat.adapters.postgres.provisioning import Provisioning
+from hotelchat.adapters.queue import create_redis
+from hotelchat.config import Settings
+from hotelchat.emulators.openai_api import OpenAIEmulator
+from hotelchat.emulators.server import ServerThread
+from hotelchat.emulators.twilio_api import TwilioEmulator
+
+# Nothing from the developer's shell may leak into the settings under test.
+for _name in [*Settings.model_fields, "hotelchat_state_dir"]:
+    os.environ.pop(_name.upper(), None)
+for _name in ("TWILIO_EDGE", "TWILIO_REGION", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+    os.environ.pop(_name, None)
+
+TABLES = (
+    "kb_entries, messages, conversations, guests, whatsapp_senders, agent_hotels, agents, "
+    "hotels, chains"
+)
+PUBLIC_URL = "https://hotelchat.test"
+OPENAI_KEY = "sk-test-" + "k" * 24
+
+
+@dataclass(frozen=True)
+class Backing:
+    admin_dsn: str
+    app_dsn: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def backing() -> Iterator[Backing]:
+    """PostgreSQL (migrated) and Redis for the whole session."""
+    given = [os.environ.get(f"TEST_{n}") for n in ("DATABASE_ADMIN_URL", "DATABASE_URL", "REDIS_URL")]
+    if all(given):
+        admin, app, redis_url = (str(v) for v in given)
+        asyncio.run(migrate(admin, app))
+        yield Backing(admin, app, redis_url)
+        return
+    root = Path(tempfile.mkdtemp(prefix="hc-test-"))
+    postgres = start_postgres(root / "pg", database="hotelchat_test")
+    redis = start_redis(root / "redis", persist=False)
+    try:
+        asyncio.run(migrate(postgres.admin_dsn, postgres.app_dsn))
+        yield Backing(postgres.admin_dsn, postgres.app_dsn, redis.url)
+    finally:
+        redis.stop()
+        postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def twilio_emulator() -> Iterator[TwilioEmulator]:
+    emulator = TwilioEmulator(callbacks=False)
+    server = ServerThread(emulator.app).start()
+    emulator.url = server.url
+    yield emulator
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_emulator() -> Iterator[OpenAIEmulator]:
+    emulator = OpenAIEmulator()
+    server = ServerThread(emulator.app).start()
+    emulator.url = server.url
+    yield emulator
+    server.stop()
+
+
+def make_settings(
+    backing: Backing,
+    twilio: TwilioEmulator,
+    openai: OpenAIEmulator,
+    **overrides: object,
+) -> Settings:
+    """Settings for the system under test; `overrides` by field name."""
+    values: dict[str, object] = {
+        "database_url": backing.app_dsn,
+        "database_admin_url": backing.admin_dsn,
+        "redis_url": backing.redis_url,
+        "public_base_url": PUBLIC_URL,
+        "twilio_api_base_url": twilio.url,
+        "openai_api_key": OPENAI_KEY,
+        "openai_base_url": openai.url + "/v1",
+        "openai_timeout_seconds": 2.0,
+        "openai_max_retries": 1,
+        "twilio_timeout_seconds": 2.0,
+        "secret_key": "s" * 40,
+        "reply_lease_seconds": 30.0,
+        "log_format": "console",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(
+    backing: Backing, twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator
+) -> Settings:
+    return make_settings(backing, twilio_emulator, openai_emulator)
+
+
+@pytest.fixture(scope="session")
+async def admin(backing: Backing) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the schema owner, for arranging and inspecting tests."""
+    conn = await asyncpg.connect(backing.admin_dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def container(settings: Settings) -> AsyncIterator[bootstrap.Container]:
+    built = await bootstrap.build(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture(autouse=True)
+async def clean(
+    request: pytest.FixtureRequest,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
+) -> AsyncIterator[None]:
+    """Every test starts with empty tables, an empty Redis and fresh emulators."""
+    if "unit" not in request.node.nodeid.split("/"):
+        admin: asyncpg.Connection = request.getfixturevalue("admin")
+        backing: Backing = request.getfixturevalue("backing")
+        await admin.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        redis = create_redis(backing.redis_url, timeout=5)
+        await redis.flushdb()
+        await redis.aclose()
+    twilio_emulator.reset()
+    openai_emulator.reset()
+    yield
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A hotel created for a test, with everything needed to play Twilio at it."""
+
+    hotel_id: int
+    slug: str
+    phone_number: str
+    account_sid: str
+    auth_token: str
+
+
+async def create_tenant(
+    admin: asyncpg.Connection,
+    slug: str = "hotel-a",
+    phone_number: str = "+15550000001",
+    *,
+    knowledge: tuple[tuple[str, str], ...] = (
+        ("Parking", "Parking costs EUR 18 per day in our underground garage."),
+        ("Breakfast", "Breakfast is served from 7:00 to 10:30 in the restaurant."),
+        ("Wi-Fi", "Free Wi-Fi everywhere; the password is on your key card."),
+    ),
+) -> Tenant:
+    """A chain (shared), a hotel `slug` with WhatsApp number `phone_number` and knowledge."""
+    prov = Provisioning(admin)
+    await prov.ensure_chain("chain", "Test Chain")
+    hotel_id = await prov.create_hotel(
+        chain_slug="chain", slug=slug, name=slug.replace("-", " ").title(),
+        description="A test hotel.",
+    )  # fmt: skip
+    account_sid = "AC" + secrets.token_hex(16)
+    auth_token = secrets.token_hex(16)
+    await prov.add_whatsapp_sender(
+        hotel_slug=slug, phone_number=phone_number, account_sid=account_sid, auth_token=auth_token
+    )
+    for title, body in knowledge:
+        await prov.add_knowledge(hotel_slug=slug, title=title, body=body)
+    return Tenant(hotel_id, slug, phone_number, account_sid, auth_token)
+
+
+@pytest.fixture
+async def tenant(admin: asyncpg.Connection) -> Tenant:
+    return await create_tenant(admin)
+
+
+@pytest.fixture
+async def other_tenant(admin: asyncpg.Connection) -> Tenant:
+    return await create_tenant(
+        admin,
+        "hotel-b",
+        "+15550000002",
+        knowledge=(("Parking", "Hotel B has free street parking only."),),
+    )

@@ -1,0 +1,52 @@
+"""Settings: read once from the environment, secrets masked, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from hotelchat.config import Settings, redact_url
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    settings = Settings(
+        database_url="postgresql://app:hunter2hunter2@db/hotelchat",  # type: ignore[arg-type]
+        openai_api_key="sk-very-secret",  # type: ignore[arg-type]
+        secret_key="k" * 40,  # type: ignore[arg-type]
+    )
+    text = repr(settings) + str(settings.model_dump())
+    assert "hunter2" not in text
+    assert "sk-very-secret" not in text
+    assert "k" * 40 not in text
+
+
+def test_malformed_values_fail_without_echoing_them() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(database_url="mysql://root:pw-in-url@db/x")  # type: ignore[arg-type]
+    assert "pw-in-url" not in str(caught.value)
+    with pytest.raises(ValidationError, match="SECRET_KEY must be at least 32"):
+        Settings(secret_key="short")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        Settings(database_pool_min_size=20, database_pool_max_size=5)
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert redact_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_the_command_line_names_a_bad_variable_and_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hotelchat", "migrate"],
+        env={"DATABASE_URL": "nope://x", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
