@@ -12,7 +12,7 @@ import asyncio
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,11 @@ from hotelchat.config import Settings
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.server import ServerThread
 from hotelchat.emulators.twilio_api import TwilioEmulator
+from hotelchat.entrypoints.worker import create_worker
+from hotelchat.logs import configure_logging
+
+# Structured logs go through the standard `logging` module, where `caplog` sees them.
+configure_logging("INFO", "json")
 
 # Nothing from the developer's shell may leak into the settings under test.
 for _name in [*Settings.model_fields, "hotelchat_state_dir"]:
@@ -53,7 +58,9 @@ class Backing:
 @pytest.fixture(scope="session")
 def backing() -> Iterator[Backing]:
     """PostgreSQL (migrated) and Redis for the whole session."""
-    given = [os.environ.get(f"TEST_{n}") for n in ("DATABASE_ADMIN_URL", "DATABASE_URL", "REDIS_URL")]
+    given = [
+        os.environ.get(f"TEST_{n}") for n in ("DATABASE_ADMIN_URL", "DATABASE_URL", "REDIS_URL")
+    ]
     if all(given):
         admin, app, redis_url = (str(v) for v in given)
         asyncio.run(migrate(admin, app))
@@ -141,7 +148,7 @@ async def clean(
     request: pytest.FixtureRequest,
     twilio_emulator: TwilioEmulator,
     openai_emulator: OpenAIEmulator,
-) -> AsyncIterator[None]:
+) -> None:
     """Every test starts with empty tables, an empty Redis and fresh emulators."""
     if "unit" not in request.node.nodeid.split("/"):
         admin: asyncpg.Connection = request.getfixturevalue("admin")
@@ -152,7 +159,6 @@ async def clean(
         await redis.aclose()
     twilio_emulator.reset()
     openai_emulator.reset()
-    yield
 
 
 @dataclass(frozen=True)
@@ -207,3 +213,32 @@ async def other_tenant(admin: asyncpg.Connection) -> Tenant:
         "+15550000002",
         knowledge=(("Parking", "Hotel B has free street parking only."),),
     )
+
+
+async def run_jobs(settings: Settings) -> None:
+    """Run a burst-mode arq worker until the queue is empty."""
+    redis = create_redis(settings.require_redis_url(), timeout=5)
+    worker = create_worker(settings, redis, burst=True)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+@pytest.fixture
+async def build_container(
+    backing: Backing, twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator
+) -> AsyncIterator[Callable[..., Awaitable[bootstrap.Container]]]:
+    """Build containers with setting overrides; all are closed after the test."""
+    built: list[bootstrap.Container] = []
+
+    async def build(**overrides: object) -> bootstrap.Container:
+        container = await bootstrap.build(
+            make_settings(backing, twilio_emulator, openai_emulator, **overrides)
+        )
+        built.append(container)
+        return container
+
+    yield build
+    for container in built:
+        await container.close()

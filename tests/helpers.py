@@ -13,7 +13,9 @@ STATUS_PATH = "/webhooks/twilio/status"
 GUEST = "+15551234567"
 
 
-def inbound(tenant: Tenant, body: str = "Is there parking?", *, guest: str = GUEST) -> dict[str, str]:
+def inbound(
+    tenant: Tenant, body: str = "Is there parking?", *, guest: str = GUEST
+) -> dict[str, str]:
     """Twilio's inbound WhatsApp webhook parameters for a text from `guest` to `tenant`."""
     return inbound_params(
         account_sid=tenant.account_sid,

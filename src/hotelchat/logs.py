@@ -13,7 +13,7 @@ import sys
 import structlog
 
 # Libraries whose INFO lines carry request details we must not log.
-_QUIET = ("twilio", "httpx", "httpx2", "openai", "aiohttp.access", "asyncio")
+_QUIET = ("twilio", "httpx", "httpx2", "openai", "aiohttp.access", "asyncio", "pgserver")
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:

@@ -13,9 +13,9 @@ from hotelchat.config import Settings, redact_url
 
 def test_secrets_are_masked_in_repr() -> None:
     settings = Settings(
-        database_url="postgresql://app:hunter2hunter2@db/hotelchat",  # type: ignore[arg-type]
-        openai_api_key="sk-very-secret",  # type: ignore[arg-type]
-        secret_key="k" * 40,  # type: ignore[arg-type]
+        database_url="postgresql://app:hunter2hunter2@db/hotelchat",
+        openai_api_key="sk-very-secret",
+        secret_key="k" * 40,
     )
     text = repr(settings) + str(settings.model_dump())
     assert "hunter2" not in text
@@ -25,10 +25,10 @@ def test_secrets_are_masked_in_repr() -> None:
 
 def test_malformed_values_fail_without_echoing_them() -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(database_url="mysql://root:pw-in-url@db/x")  # type: ignore[arg-type]
+        Settings(database_url="mysql://root:pw-in-url@db/x")
     assert "pw-in-url" not in str(caught.value)
     with pytest.raises(ValidationError, match="SECRET_KEY must be at least 32"):
-        Settings(secret_key="short")  # type: ignore[arg-type]
+        Settings(secret_key="short")
     with pytest.raises(ValidationError):
         Settings(database_pool_min_size=20, database_pool_max_size=5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,13 +38,13 @@ def test_whatsapp_address_round_trip(value: str) -> None:
      "sms:+15551234567", "whatsapp:+1555 123", "", "whatsapp:+15551234567\n"],
 )  # fmt: skip
 def test_malformed_whatsapp_address_names_the_field(value: str) -> None:
-    with pytest.raises(InvalidInput, match="^From"):
+    with pytest.raises(InvalidInput, match=r"^From"):
         parse_whatsapp_address(value, field="From")
 
 
 def test_statuses_only_move_forwards() -> None:
     forward = [S.PENDING, S.SENDING, S.ACCEPTED, S.QUEUED, S.SENT, S.DELIVERED, S.READ]
-    for earlier, later in zip(forward, forward[1:], strict=False):
+    for earlier, later in itertools.pairwise(forward):
         assert status_advances(earlier, later)
         assert not status_advances(later, earlier)
     assert not status_advances(S.DELIVERED, S.DELIVERED)  # a repeat changes nothing

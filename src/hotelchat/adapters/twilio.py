@@ -80,14 +80,15 @@ class RoutedHttpClient(AsyncHttpClient):  # type: ignore[misc]
     ) -> Response:
         """Make one request; raises `aiohttp.ClientError` or `TimeoutError` on transport
         failures (the SDK turns HTTP error statuses into `TwilioRestException`)."""
-        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        sent_headers = dict(headers or {})
+        if auth is not None:
+            sent_headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
         async with self._session.request(
             method.upper(),
             self.rewrite(url),
             params=cast(Mapping[str, str], params),
             data=data,
-            headers=headers,
-            auth=basic,
+            headers=sent_headers,
             timeout=aiohttp.ClientTimeout(total=timeout or self._total),
             allow_redirects=allow_redirects,
         ) as response:

@@ -151,7 +151,7 @@ class Database:
     async def _run(self, work: Callable[[Connection], Awaitable[T]], *, idempotent: bool) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(MAX_ATTEMPTS if idempotent else 1),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             retry=retry_if_exception(is_transient),
             reraise=True,
         )
