@@ -1,0 +1,143 @@
+"""The main job end to end, in real processes: a signed WhatsApp webhook -> stored -> reply job ->
+the model called with the matching passage -> Twilio called exactly once -> reply stored with its
+MessageSid -> delivery ticks. And a worker killed mid-job, then restarted: exactly one reply."""
+
+from __future__ import annotations
+
+import aiohttp
+import asyncpg
+import pytest
+
+from hotelchat.adapters.twilio import sign
+from hotelchat.emulators import openai_api, twilio_api
+from hotelchat.emulators.openai_api import OpenAIEmulator
+from hotelchat.emulators.twilio_api import TwilioEmulator
+from tests.conftest import Tenant
+from tests.e2e.conftest import Spawn, wait_ready, wait_until
+from tests.helpers import GUEST, INBOUND_PATH, inbound
+
+pytestmark = pytest.mark.slow
+PARKING = "Parking costs EUR 18 per day in our underground garage."
+
+
+async def post_webhook(base_url: str, tenant: Tenant, text: str) -> str:
+    """POST a webhook exactly as Twilio would; returns its MessageSid."""
+    params = inbound(tenant, text)
+    url = base_url + INBOUND_PATH
+    headers = {"X-Twilio-Signature": sign(tenant.auth_token, url, params)}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        http.post(url, data=params, headers=headers) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert (await response.text()).startswith("<?xml")
+    return params["MessageSid"]
+
+
+async def reply_of(admin: asyncpg.Connection, inbound_sid: str) -> asyncpg.Record | None:
+    return await admin.fetchrow(
+        """SELECT r.* FROM messages m JOIN messages r ON r.in_reply_to = m.id
+           WHERE m.provider_sid = $1""",
+        inbound_sid,
+    )
+
+
+async def test_a_whatsapp_message_is_answered_end_to_end(
+    spawn: Spawn,
+    process_env: dict[str, str],
+    tenant: Tenant,
+    admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
+) -> None:
+    base = process_env["PUBLIC_BASE_URL"]
+    twilio_emulator.callbacks = True
+    try:
+        spawn("web", ["serve"], process_env)
+        spawn("worker", ["worker"], process_env)
+        await wait_ready(base)
+        sid = await post_webhook(base, tenant, "Is there parking?")
+        await wait_until(lambda: twilio_emulator.sent(), 30, "the reply at Twilio")
+        (sent,) = twilio_emulator.sent()
+        assert (sent.to, sent.body) == (f"whatsapp:{GUEST}", PARKING)
+        (asked,) = openai_emulator.requests
+        assert PARKING in asked["messages"][0]["content"]
+
+        async def read() -> bool:
+            row = await reply_of(admin, sid)
+            return row is not None and row["status"] == "read"
+
+        await wait_until(read, 30, "the delivery ticks to reach read")
+        reply = await reply_of(admin, sid)
+        assert reply is not None
+        assert (reply["provider_sid"], reply["responder"]) == (sent.sid, "openai")
+        assert twilio_emulator.requests == 1
+        assert list(twilio_emulator.callback_results) == [204, 204, 204]
+    finally:
+        twilio_emulator.callbacks = False
+
+
+@pytest.fixture
+def fast_restart_env(process_env: dict[str, str]) -> dict[str, str]:
+    """A worker whose killed jobs are picked up again quickly: arq re-runs a job once its
+    in-progress key expires (job timeout + 10 s), and our leases expire after 5 s."""
+    return process_env | {
+        "JOB_TIMEOUT_SECONDS": "8",
+        "REPLY_LEASE_SECONDS": "5",
+        "OPENAI_TIMEOUT_SECONDS": "7",
+        "TWILIO_TIMEOUT_SECONDS": "7",
+    }
+
+
+async def test_a_worker_killed_while_the_model_answers_sends_one_reply(
+    spawn: Spawn,
+    fast_restart_env: dict[str, str],
+    tenant: Tenant,
+    admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
+) -> None:
+    base = fast_restart_env["PUBLIC_BASE_URL"]
+    openai_emulator.fail_next(openai_api.Fault(delay=5))  # a slow model: the kill lands mid-call
+    spawn("web", ["serve"], fast_restart_env)
+    first = spawn("worker", ["worker"], fast_restart_env)
+    await wait_ready(base)
+    sid = await post_webhook(base, tenant, "Is there parking?")
+    await wait_until(lambda: openai_emulator.requests, 15, "the model call")
+    first.kill()
+    spawn("worker", ["worker"], fast_restart_env)
+    await wait_until(lambda: twilio_emulator.sent(), 45, "the reply after the restart")
+    (sent,) = twilio_emulator.sent()
+    assert sent.body == PARKING
+    reply = await reply_of(admin, sid)
+    assert reply is not None and reply["provider_sid"] == sent.sid
+    assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
+
+
+async def test_a_worker_killed_after_twilio_took_the_message_does_not_send_it_twice(
+    spawn: Spawn,
+    fast_restart_env: dict[str, str],
+    tenant: Tenant,
+    admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator,
+) -> None:
+    base = fast_restart_env["PUBLIC_BASE_URL"]
+    # Twilio stores the message, then its answer never arrives before the worker dies.
+    twilio_emulator.fail_next(twilio_api.Fault(accept=True, delay=30))
+    spawn("web", ["serve"], fast_restart_env)
+    first = spawn("worker", ["worker"], fast_restart_env)
+    await wait_ready(base)
+    sid = await post_webhook(base, tenant, "Is there parking?")
+    await wait_until(lambda: twilio_emulator.sent(), 15, "Twilio to take the message")
+    first.kill()
+    spawn("worker", ["worker"], fast_restart_env)
+
+    async def recorded() -> bool:
+        row = await reply_of(admin, sid)
+        return row is not None and row["provider_sid"] is not None
+
+    await wait_until(recorded, 45, "the restarted worker to find the sent message")
+    (sent,) = twilio_emulator.sent()
+    reply = await reply_of(admin, sid)
+    assert reply is not None and reply["provider_sid"] == sent.sid
+    assert twilio_emulator.requests == 1, "the message was sent again"
