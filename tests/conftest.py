@@ -9,12 +9,14 @@ application connects as the non-owner role, so row-level security is in force in
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -44,6 +46,7 @@ TABLES = (
     "kb_entries, messages, conversations, guests, whatsapp_senders, agent_hotels, agents, "
     "hotels, chains"
 )
+T = TypeVar("T")
 PUBLIC_URL = "https://hotelchat.test"
 OPENAI_KEY = "sk-test-" + "k" * 24
 
@@ -55,6 +58,13 @@ class Backing:
     redis_url: str
 
 
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to completion on a fresh event loop in another thread: usable from sync
+    fixtures even when they are first requested from inside the test session's loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
 @pytest.fixture(scope="session")
 def backing() -> Iterator[Backing]:
     """PostgreSQL (migrated) and Redis for the whole session."""
@@ -63,14 +73,14 @@ def backing() -> Iterator[Backing]:
     ]
     if all(given):
         admin, app, redis_url = (str(v) for v in given)
-        asyncio.run(migrate(admin, app))
+        run_sync(migrate(admin, app))
         yield Backing(admin, app, redis_url)
         return
     root = Path(tempfile.mkdtemp(prefix="hc-test-"))
     postgres = start_postgres(root / "pg", database="hotelchat_test")
     redis = start_redis(root / "redis", persist=False)
     try:
-        asyncio.run(migrate(postgres.admin_dsn, postgres.app_dsn))
+        run_sync(migrate(postgres.admin_dsn, postgres.app_dsn))
         yield Backing(postgres.admin_dsn, postgres.app_dsn, redis.url)
     finally:
         redis.stop()
@@ -137,28 +147,33 @@ async def admin(backing: Backing) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="session")
-async def container(settings: Settings) -> AsyncIterator[bootstrap.Container]:
+async def session_container(settings: Settings) -> AsyncIterator[bootstrap.Container]:
     built = await bootstrap.build(settings)
     yield built
     await built.close()
 
 
+@pytest.fixture
+def container(session_container: bootstrap.Container) -> bootstrap.Container:
+    """The session's container, with no routes remembered from earlier tests' hotels."""
+    session_container.store.forget_routes()
+    return session_container
+
+
 @pytest.fixture(autouse=True)
-async def clean(
-    request: pytest.FixtureRequest,
-    twilio_emulator: TwilioEmulator,
-    openai_emulator: OpenAIEmulator,
-) -> None:
-    """Every test starts with empty tables, an empty Redis and fresh emulators."""
-    if "unit" not in request.node.nodeid.split("/"):
-        admin: asyncpg.Connection = request.getfixturevalue("admin")
-        backing: Backing = request.getfixturevalue("backing")
-        await admin.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        redis = create_redis(backing.redis_url, timeout=5)
-        await redis.flushdb()
-        await redis.aclose()
+def fresh_emulators(twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator) -> None:
+    """Every test starts with emulators that remember nothing and have nothing scripted."""
     twilio_emulator.reset()
     openai_emulator.reset()
+
+
+@pytest.fixture
+async def empty_database(admin: asyncpg.Connection, backing: Backing) -> None:
+    """Empty HotelChat tables and an empty Redis: autouse in every test folder but unit/."""
+    await admin.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    redis = create_redis(backing.redis_url, timeout=5)
+    await redis.flushdb()
+    await redis.aclose()
 
 
 @dataclass(frozen=True)

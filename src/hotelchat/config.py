@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         description="PostgreSQL URL of the role that owns the schema; used only by "
         "`hotelchat migrate`.",
     )
-    database_pool_min_size: int = Field(default=1, ge=0, le=100)
+    database_pool_min_size: int = Field(
+        default=1, ge=0, le=100, description="Connections kept open per process."
+    )
     database_pool_max_size: int = Field(
         default=10, ge=1, le=200, description="Connections per process."
     )
@@ -76,7 +78,9 @@ class Settings(BaseSettings):
     database_command_timeout_seconds: PositiveSeconds = Field(
         default=10.0, description="Longest a single SQL statement may run."
     )
-    database_connect_timeout_seconds: PositiveSeconds = 5.0
+    database_connect_timeout_seconds: PositiveSeconds = Field(
+        default=5.0, description="Longest wait to open a connection."
+    )
 
     # --- Redis ------------------------------------------------------------------------------
     redis_url: SecretStr | None = Field(
@@ -95,7 +99,7 @@ class Settings(BaseSettings):
         "are checked against it, never against the request's Host or X-Forwarded-* headers.",
     )
     host: str = Field(default="127.0.0.1", description="Address `hotelchat serve` binds.")
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `hotelchat serve` binds.")
     web_workers: int = Field(default=1, ge=1, le=64, description="Hypercorn worker processes.")
     secret_key: SecretStr | None = Field(
         default=None,
@@ -114,14 +118,18 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible server, e.g. http://localhost:8080/v1."
     )
-    openai_default_model: str = Field(default="gpt-4o-mini", min_length=1)
+    openai_default_model: str = Field(
+        default="gpt-4o-mini", min_length=1, description="Model for hotels that name none."
+    )
     openai_timeout_seconds: PositiveSeconds = Field(
         default=30.0, description="Per request, including a streamed reply."
     )
     openai_max_retries: int = Field(
         default=2, ge=0, le=5, description="Retries of one model call (429, 5xx, timeouts)."
     )
-    openai_max_reply_tokens: int = Field(default=400, ge=16, le=4096)
+    openai_max_reply_tokens: int = Field(
+        default=400, ge=16, le=4096, description="Longest reply the model may write, in tokens."
+    )
 
     # --- Twilio -----------------------------------------------------------------------------
     twilio_api_base_url: AnyHttpUrl | None = Field(
@@ -129,14 +137,21 @@ class Settings(BaseSettings):
         description="Send Twilio API calls here instead of https://api.twilio.com "
         "(the local emulator under `hotelchat dev`).",
     )
-    twilio_timeout_seconds: PositiveSeconds = 10.0
+    twilio_timeout_seconds: PositiveSeconds = Field(
+        default=10.0, description="Per Twilio API request."
+    )
 
     # --- Worker -----------------------------------------------------------------------------
     worker_max_jobs: int = Field(default=10, ge=1, le=1000, description="Concurrent jobs.")
     job_timeout_seconds: PositiveSeconds = Field(
         default=120.0, description="A job running longer is cancelled and retried."
     )
-    job_max_tries: int = Field(default=5, ge=1, le=20)
+    job_max_tries: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts at one reply or send before it is handed to staff.",
+    )
     reply_lease_seconds: PositiveSeconds = Field(
         default=90.0,
         description="How long one job owns a reply or a send before another may take it over.",
@@ -148,8 +163,12 @@ class Settings(BaseSettings):
         validation_alias="HOTELCHAT_STATE_DIR",
         description="Where `hotelchat dev` keeps the embedded servers' data.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="`json` (one object per line) or `console`."
+    )
 
     @field_validator("database_url", "database_admin_url")
     @classmethod

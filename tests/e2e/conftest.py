@@ -50,6 +50,11 @@ class Process:
 Spawn = Callable[..., Process]
 
 
+@pytest.fixture(autouse=True)
+def _start_empty(empty_database: None) -> None:
+    """Every test starts with empty tables and an empty Redis."""
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Start `hotelchat <args>` with `env`; every process is stopped after the test and its

@@ -57,7 +57,7 @@ async def test_a_whatsapp_message_is_answered_end_to_end(
         spawn("worker", ["worker"], process_env)
         await wait_ready(base)
         sid = await post_webhook(base, tenant, "Is there parking?")
-        await wait_until(lambda: twilio_emulator.sent(), 30, "the reply at Twilio")
+        await wait_until(twilio_emulator.sent, 30, "the reply at Twilio")
         (sent,) = twilio_emulator.sent()
         assert (sent.to, sent.body) == (f"whatsapp:{GUEST}", PARKING)
         (asked,) = openai_emulator.requests
@@ -106,7 +106,7 @@ async def test_a_worker_killed_while_the_model_answers_sends_one_reply(
     await wait_until(lambda: openai_emulator.requests, 15, "the model call")
     first.kill()
     spawn("worker", ["worker"], fast_restart_env)
-    await wait_until(lambda: twilio_emulator.sent(), 45, "the reply after the restart")
+    await wait_until(twilio_emulator.sent, 45, "the reply after the restart")
     (sent,) = twilio_emulator.sent()
     assert sent.body == PARKING
     reply = await reply_of(admin, sid)
@@ -128,7 +128,7 @@ async def test_a_worker_killed_after_twilio_took_the_message_does_not_send_it_tw
     first = spawn("worker", ["worker"], fast_restart_env)
     await wait_ready(base)
     sid = await post_webhook(base, tenant, "Is there parking?")
-    await wait_until(lambda: twilio_emulator.sent(), 15, "Twilio to take the message")
+    await wait_until(twilio_emulator.sent, 15, "Twilio to take the message")
     first.kill()
     spawn("worker", ["worker"], fast_restart_env)
 

@@ -303,3 +303,26 @@ async def test_health_and_readiness(client: Client) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert (await ready.get_json())["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_a_rotated_auth_token_takes_effect_at_once(
+    client: Client, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    import dataclasses
+
+    params = inbound(tenant, "first")
+    assert (
+        await client.post(INBOUND_PATH, form=params, headers=signed(tenant, params))
+    ).status_code == 200
+    # The route (with the old token) is now remembered; the hotel rotates its token.
+    rotated = dataclasses.replace(tenant, auth_token="f" * 32)
+    await admin.execute("UPDATE whatsapp_senders SET auth_token = $1", rotated.auth_token)
+    params = inbound(tenant, "second")
+    assert (
+        await client.post(INBOUND_PATH, form=params, headers=signed(rotated, params))
+    ).status_code == 200
+    params = inbound(tenant, "third")
+    assert (
+        await client.post(INBOUND_PATH, form=params, headers=signed(tenant, params))
+    ).status_code == 403
+    assert (await stored(admin))["messages"] == 2

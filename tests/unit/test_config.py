@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -50,3 +51,10 @@ def test_the_command_line_names_a_bad_variable_and_exits_2() -> None:
     )
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        variable = field.validation_alias if isinstance(field.validation_alias, str) else name
+        assert f"| `{variable.upper()}` |" in readme, variable

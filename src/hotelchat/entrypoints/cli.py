@@ -7,6 +7,7 @@ reported by name and the command exits with status 2 before doing anything.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -85,7 +86,7 @@ def serve() -> None:
     config.graceful_timeout = 15
     config.keep_alive_timeout = 75  # longer than typical load balancer idle timeouts (60 s)
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our JSON handler
     raise SystemExit(run_hypercorn(config))
 
 

@@ -20,7 +20,7 @@ from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.adapters.twilio import sign
 from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.addresses import is_e164, whatsapp_address
-from hotelchat.domain.errors import InvalidInput, NotFound, Unavailable
+from hotelchat.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from hotelchat.domain.model import DeliveryStatus
 
 POLL_SECONDS = 0.25
@@ -79,8 +79,9 @@ async def simulate_guest(
 ) -> str:
     """Send `text` as guest `from_number` to hotel `hotel_slug` and return the reply's text.
 
-    Raises `InvalidInput`, `NotFound` (no such hotel, or it has no WhatsApp number) or
-    `Unavailable` (the server refused the webhook, or no reply came within `timeout` seconds).
+    Raises `InvalidInput`, `NotFound` (no such hotel, or it has no WhatsApp number), `Conflict`
+    (the conversation is with staff, so the assistant stays silent) or `Unavailable` (the server
+    refused the webhook, or no reply came within `timeout` seconds).
     """
     if not is_e164(from_number):
         raise InvalidInput("--from must be an E.164 number such as +15551234567")
@@ -120,6 +121,12 @@ async def simulate_guest(
                     reply = found[0] if found and found[1] is not DeliveryStatus.PENDING else None
                 if reply is not None:
                     return reply
+                progress = await store.inbound_progress(hotel_id, params["MessageSid"])
+                if progress is not None and progress[0] == "skipped":
+                    raise Conflict(
+                        "no automated reply: this guest's conversation is with the hotel's "
+                        f"staff ({progress[1]}); an agent answers from the dashboard"
+                    )
                 await asyncio.sleep(POLL_SECONDS)
         raise Unavailable(f"no reply within {timeout:.0f} s; is the worker running?")
     finally:

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 import structlog
 
 from hotelchat.domain.addresses import parse_whatsapp_address
-from hotelchat.domain.errors import Forbidden, InvalidInput, NotFound
+from hotelchat.domain.errors import Forbidden, InvalidInput
 from hotelchat.domain.model import provider_status
-from hotelchat.services.inbound import SIGNATURE_PATTERN, mask_number
+from hotelchat.services.inbound import SIGNATURE_PATTERN, verified_route
 from hotelchat.services.ports import Deps, StatusUpdate
 
 log = structlog.get_logger(__name__)
@@ -45,13 +45,7 @@ async def receive_status_callback(
     if not signature or not SIGNATURE_PATTERN.fullmatch(signature):
         raise Forbidden("missing or malformed X-Twilio-Signature")
     from_number = parse_whatsapp_address(params.get("From", ""), field="From")
-    route = await deps.store.route_whatsapp_sender(from_number)
-    if route is None:
-        log.warning("status.unknown_number", sender=mask_number(from_number))
-        raise NotFound("no hotel uses this WhatsApp number")
-    if not deps.signatures.is_valid(route.auth_token, url, params, signature):
-        log.warning("status.bad_signature", hotel_id=route.hotel_id)
-        raise Forbidden("X-Twilio-Signature does not match")
+    route = await verified_route(deps, from_number, url, params, signature)
     if params.get("AccountSid") != route.account_sid:
         raise Forbidden("AccountSid is not this number's account")
     sid = params.get("MessageSid", "")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hotelchat.domain.addresses import parse_whatsapp_address
 from hotelchat.domain.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from hotelchat.domain.model import InboundWhatsApp
+from hotelchat.domain.model import InboundWhatsApp, SenderRoute
 from hotelchat.services.ports import Deps, InboundRecord
 
 log = structlog.get_logger(__name__)
@@ -93,6 +93,32 @@ def parse_inbound(params: Mapping[str, str]) -> InboundWhatsApp:
 SIGNATURE_PATTERN = re.compile(r"^[A-Za-z0-9+/=]{20,100}$")
 
 
+async def verified_route(
+    deps: Deps, number: str, url: str, params: Mapping[str, str], signature: str
+) -> SenderRoute:
+    """The route of our WhatsApp number `number`, once the request's signature is checked with
+    its auth token. A mismatch against a remembered route is checked again against the current
+    one, so a rotated token takes effect at once.
+
+    Raises `NotFound` (no hotel uses the number) or `Forbidden` (the signature does not match).
+    """
+    route = await deps.store.route_whatsapp_sender(number)
+    if route is None:
+        log.warning("webhook.unknown_number", number=mask_number(number))
+        raise NotFound("no hotel uses this WhatsApp number")
+    if deps.signatures.is_valid(route.auth_token, url, params, signature):
+        return route
+    current = await deps.store.route_whatsapp_sender(number, fresh=True)
+    if (
+        current is not None
+        and current.auth_token != route.auth_token
+        and deps.signatures.is_valid(current.auth_token, url, params, signature)
+    ):
+        return current
+    log.warning("webhook.bad_signature", hotel_id=route.hotel_id)
+    raise Forbidden("X-Twilio-Signature does not match")
+
+
 async def receive_whatsapp(
     deps: Deps, params: Mapping[str, str], *, url: str, signature: str | None
 ) -> InboundRecord:
@@ -108,13 +134,7 @@ async def receive_whatsapp(
     if not signature or not SIGNATURE_PATTERN.fullmatch(signature):
         raise Forbidden("missing or malformed X-Twilio-Signature")
     to_number = parse_whatsapp_address(params.get("To", ""), field="To")
-    route = await deps.store.route_whatsapp_sender(to_number)
-    if route is None:
-        log.warning("webhook.unknown_number", to=mask_number(to_number))
-        raise NotFound("no hotel uses this WhatsApp number")
-    if not deps.signatures.is_valid(route.auth_token, url, params, signature):
-        log.warning("webhook.bad_signature", hotel_id=route.hotel_id)
-        raise Forbidden("X-Twilio-Signature does not match")
+    route = await verified_route(deps, to_number, url, params, signature)
     inbound = parse_inbound(params)
     if inbound.account_sid != route.account_sid:
         log.warning("webhook.account_mismatch", hotel_id=route.hotel_id)

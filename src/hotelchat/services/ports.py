@@ -160,7 +160,9 @@ class SentMessage:
 class Store(Protocol):
     """Durable state, in PostgreSQL. Every method with a `hotel_id` sees only that hotel."""
 
-    async def route_whatsapp_sender(self, phone_number: str) -> SenderRoute | None: ...
+    async def route_whatsapp_sender(
+        self, phone_number: str, *, fresh: bool = False
+    ) -> SenderRoute | None: ...
 
     async def record_inbound_whatsapp(
         self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None

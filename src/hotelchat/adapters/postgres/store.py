@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import asyncpg
+from cachetools import TTLCache
 
 from hotelchat.adapters.postgres.database import Connection, Database
 from hotelchat.domain.model import (
@@ -77,16 +78,37 @@ def _hotel(row: asyncpg.Record) -> HotelProfile:
 HOTEL_COLUMNS = "id, slug, name, timezone, default_language, description, ai_model, ai_enabled"
 
 
+# Routes of our WhatsApp numbers, kept briefly: every webhook needs one before anything else.
+ROUTE_CACHE_SIZE = 1024
+ROUTE_CACHE_SECONDS = 30.0
+
+
 class PostgresStore:
     """`Store` on PostgreSQL with row-level security; see `services.ports.Store`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._routes: TTLCache[str, SenderRoute] = TTLCache(
+            maxsize=ROUTE_CACHE_SIZE, ttl=ROUTE_CACHE_SECONDS
+        )
+
+    def forget_routes(self) -> None:
+        """Drop cached routes (after re-provisioning numbers, e.g. between tests)."""
+        self._routes.clear()
 
     # --- routing (no tenant yet) ----------------------------------------------------------------
 
-    async def route_whatsapp_sender(self, phone_number: str) -> SenderRoute | None:
-        """The hotel that owns WhatsApp number `phone_number` (E.164), or None."""
+    async def route_whatsapp_sender(
+        self, phone_number: str, *, fresh: bool = False
+    ) -> SenderRoute | None:
+        """The hotel that owns WhatsApp number `phone_number` (E.164), or None.
+
+        Known numbers are remembered for 30 seconds; `fresh=True` asks PostgreSQL again (the
+        caller does when a signature does not match, so a rotated auth token is picked up at
+        once). Unknown numbers are never remembered.
+        """
+        if not fresh and (cached := self._routes.get(phone_number)) is not None:
+            return cached
 
         async def work(conn: Connection) -> SenderRoute | None:
             row = await conn.fetchrow(
@@ -94,7 +116,12 @@ class PostgresStore:
             )
             return None if row is None else _route(row)
 
-        return await self.db.platform(work, idempotent=True)
+        route = await self.db.platform(work, idempotent=True)
+        if route is None:
+            self._routes.pop(phone_number, None)
+        else:
+            self._routes[phone_number] = route
+        return route
 
     async def route_hotel(self, slug: str) -> int | None:
         """The id of the hotel with `slug`, or None."""
@@ -115,6 +142,21 @@ class PostgresStore:
                 hotel_id,
             )
             return [_route(row) for row in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def inbound_progress(self, hotel_id: int, inbound_sid: str) -> tuple[str, str] | None:
+        """`(reply_state, conversation_state)` of the inbound message with MessageSid
+        `inbound_sid`, or None if it is not stored."""
+
+        async def work(conn: Connection) -> tuple[str, str] | None:
+            row = await conn.fetchrow(
+                """SELECT m.reply_state, c.state FROM messages m
+                   JOIN conversations c ON c.hotel_id = m.hotel_id AND c.id = m.conversation_id
+                   WHERE m.provider_sid = $1""",
+                inbound_sid,
+            )
+            return None if row is None else (row["reply_state"], row["state"])
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
@@ -155,79 +197,75 @@ class PostgresStore:
         self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None
     ) -> InboundRecord:
         """Store an inbound WhatsApp message with its guest and conversation, once per
-        MessageSid. A replay writes nothing and reports `duplicate=True`."""
+        MessageSid, in one statement. A replay writes nothing and reports `duplicate=True`."""
 
         async def work(conn: Connection) -> InboundRecord:
-            existing = await conn.fetchrow(
-                "SELECT id, conversation_id, reply_state FROM messages WHERE provider_sid = $1",
-                inbound.message_sid,
-            )
-            if existing is not None:
-                return InboundRecord(
-                    message_id=existing["id"],
-                    conversation_id=existing["conversation_id"],
-                    duplicate=True,
-                    awaiting_reply=existing["reply_state"] == "pending",
-                )
-            guest_id = await conn.fetchval(
+            row = await conn.fetchrow(
                 """
-                INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
-                VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
-                  phone_number = EXCLUDED.phone_number,
-                  display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
-                  language = COALESCE(EXCLUDED.language, guests.language),
-                  last_seen_at = now()
-                RETURNING id
+                WITH guest AS (
+                  INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
+                  VALUES ($1, $2, $3, $4, $5)
+                  ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
+                    phone_number = EXCLUDED.phone_number,
+                    display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
+                    language = COALESCE(EXCLUDED.language, guests.language),
+                    last_seen_at = now()
+                  RETURNING id
+                ), conversation AS (
+                  INSERT INTO conversations (hotel_id, guest_id, channel, sender_id,
+                                             last_inbound_at, last_message_at)
+                  SELECT $1, guest.id, 'whatsapp', $6, now(), now() FROM guest
+                  ON CONFLICT (hotel_id, guest_id, channel) DO UPDATE SET
+                    sender_id = EXCLUDED.sender_id,
+                    last_inbound_at = now(),
+                    last_message_at = now(),
+                    state = CASE WHEN conversations.state = 'resolved' THEN 'ai'
+                                 ELSE conversations.state END
+                  RETURNING id
+                )
+                INSERT INTO messages (hotel_id, conversation_id, direction, author, body,
+                                      provider_sid, status, reply_state, language, num_media)
+                SELECT $1, conversation.id, 'inbound', 'guest', $7, $8, 'received', 'pending',
+                       $5, $9
+                FROM conversation
+                ON CONFLICT (provider_sid) DO NOTHING
+                RETURNING id, conversation_id
                 """,
                 route.hotel_id,
                 inbound.wa_id,
                 inbound.from_number,
                 inbound.profile_name,
                 language,
-            )
-            conversation_id = await conn.fetchval(
-                """
-                INSERT INTO conversations (hotel_id, guest_id, channel, sender_id,
-                                           last_inbound_at, last_message_at)
-                VALUES ($1, $2, 'whatsapp', $3, now(), now())
-                ON CONFLICT (hotel_id, guest_id, channel) DO UPDATE SET
-                  sender_id = EXCLUDED.sender_id,
-                  last_inbound_at = now(),
-                  last_message_at = now(),
-                  state = CASE WHEN conversations.state = 'resolved' THEN 'ai'
-                               ELSE conversations.state END
-                RETURNING id
-                """,
-                route.hotel_id,
-                guest_id,
                 route.sender_id,
-            )
-            message_id = await conn.fetchval(
-                """
-                INSERT INTO messages (hotel_id, conversation_id, direction, author, body,
-                                      provider_sid, status, reply_state, language, num_media)
-                VALUES ($1, $2, 'inbound', 'guest', $3, $4, 'received', 'pending', $5, $6)
-                ON CONFLICT (provider_sid) DO NOTHING
-                RETURNING id
-                """,
-                route.hotel_id,
-                conversation_id,
                 inbound.body,
                 inbound.message_sid,
-                language,
                 inbound.num_media,
             )
-            if message_id is None:
-                # Stored meanwhile by a concurrent retry, or (impossibly, SIDs being global)
-                # by another hotel: keep nothing of this attempt.
+            if row is None:
+                # A replay (or a concurrent retry that won): keep nothing of this attempt.
                 raise _DuplicateSid
-            return InboundRecord(message_id, conversation_id, duplicate=False, awaiting_reply=True)
+            return InboundRecord(
+                row["id"], row["conversation_id"], duplicate=False, awaiting_reply=True
+            )
+
+        async def existing(conn: Connection) -> InboundRecord:
+            row = await conn.fetchrow(
+                "SELECT id, conversation_id, reply_state FROM messages WHERE provider_sid = $1",
+                inbound.message_sid,
+            )
+            if row is None:  # stored by another hotel: SIDs are global, so never in practice
+                return InboundRecord(None, None, duplicate=True, awaiting_reply=False)
+            return InboundRecord(
+                row["id"],
+                row["conversation_id"],
+                duplicate=True,
+                awaiting_reply=row["reply_state"] == "pending",
+            )
 
         try:
             return await self.db.tenant(route.hotel_id, work, idempotent=True)
         except _DuplicateSid:
-            return InboundRecord(None, None, duplicate=True, awaiting_reply=False)
+            return await self.db.tenant(route.hotel_id, existing, idempotent=True)
 
     # --- replies --------------------------------------------------------------------------------
 
