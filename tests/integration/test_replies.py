@@ -359,3 +359,29 @@ async def test_store_reply_twice_keeps_the_first(
         await admin.fetchval("SELECT body FROM messages WHERE in_reply_to = $1", message_id)
         == "one"
     )
+
+
+async def test_a_hotel_can_choose_its_model(
+    container: Container, tenant: Tenant, admin: asyncpg.Connection,
+    openai_emulator: OpenAIEmulator,
+) -> None:  # fmt: skip
+    await admin.execute(
+        "UPDATE hotels SET ai_model = 'gpt-4.1-mini' WHERE id = $1", tenant.hotel_id
+    )
+    message_id = await receive(container, tenant, "Is there parking?")
+    await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
+    assert openai_emulator.requests[0]["model"] == "gpt-4.1-mini"
+    assert (await reply_row(admin, message_id))["model"] == "gpt-4.1-mini"
+
+
+async def test_a_hotel_with_the_assistant_off_goes_straight_to_staff(
+    container: Container, tenant: Tenant, admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator,
+) -> None:  # fmt: skip
+    await admin.execute("UPDATE hotels SET ai_enabled = false WHERE id = $1", tenant.hotel_id)
+    message_id = await receive(container, tenant, "Is there parking?")
+    outcome = await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
+    assert outcome == "skipped: the assistant is switched off for this hotel"
+    state = await admin.fetchval("SELECT state FROM conversations")
+    assert state == "needs_human"
+    assert twilio_emulator.sent() == [] and list(openai_emulator.requests) == []

@@ -326,3 +326,18 @@ async def test_a_rotated_auth_token_takes_effect_at_once(
         await client.post(INBOUND_PATH, form=params, headers=signed(tenant, params))
     ).status_code == 403
     assert (await stored(admin))["messages"] == 2
+
+
+async def test_readiness_fails_when_redis_is_down(settings: Settings) -> None:
+    from hotelchat.adapters.embedded import free_port
+
+    dead = settings.model_copy(
+        update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")}
+    )
+    app = create_app(dead)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert (await ready.get_json())["checks"] == {"postgres": "ok", "redis": "unavailable"}
