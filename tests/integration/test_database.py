@@ -14,7 +14,7 @@ from tests.conftest import Backing, Tenant
 
 
 async def one_connection(backing: Backing, **config: float) -> Database:
-    pool = await create_pool(PoolConfig(dsn=backing.app_dsn, min_size=1, max_size=1, **config))  # type: ignore[arg-type]
+    pool = await create_pool(PoolConfig(dsn=backing.app_dsn, min_size=1, max_size=1, **config))
     return Database(pool, acquire_timeout=float(config.get("acquire_timeout", 5.0)))
 
 

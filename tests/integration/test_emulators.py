@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from hotelchat.adapters.twilio import RoutedHttpClient, TwilioWhatsApp
 from hotelchat.domain.errors import SendError
@@ -17,7 +18,7 @@ from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import Fault, TwilioEmulator
 from tests.conftest import OPENAI_KEY
 
-MESSAGES = [
+MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Hotel facts:\n[1] Parking: Parking is EUR 18 a day."},
     {"role": "user", "content": "Is there parking?"},
 ]
@@ -32,7 +33,7 @@ async def client(openai_emulator: OpenAIEmulator) -> AsyncIterator[openai.AsyncO
 
 
 async def test_a_completion(client: openai.AsyncOpenAI) -> None:
-    response = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    response = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert response.choices[0].message.content == "Parking is EUR 18 a day."
     assert response.choices[0].finish_reason == "stop"
     assert response.usage is not None and response.usage.total_tokens > 0
@@ -41,7 +42,7 @@ async def test_a_completion(client: openai.AsyncOpenAI) -> None:
 async def test_a_streamed_completion_with_usage(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -62,7 +63,7 @@ async def test_a_stream_cut_midway_raises(
     openai_emulator.fail_next(openai_api.Fault(break_stream_after=2))
     stream = await client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
     )
     received: list[str] = []
@@ -81,7 +82,7 @@ async def test_a_rate_limit_is_retried_after_retry_after_ms(
     client: openai.AsyncOpenAI, openai_emulator: OpenAIEmulator
 ) -> None:
     openai_emulator.fail_next(openai_api.RATE_LIMITED)
-    response = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    response = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert response.choices[0].message.content
     assert len(openai_emulator.requests) == 2
 
@@ -103,7 +104,7 @@ async def test_errors_arrive_as_the_client_s_own_classes(
 ) -> None:
     openai_emulator.fail_next(fault, times=2)
     with pytest.raises(error) as caught:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert caught.value.code == code
 
 
