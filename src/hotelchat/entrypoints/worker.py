@@ -1,7 +1,8 @@
 """The arq worker: every slow thing (the model, Twilio sends) runs here, one line into a service.
 
-A service raises `TemporaryFailure` for work worth retrying; the worker turns it into arq's
-`Retry(defer=…)`, bounded by `JOB_MAX_TRIES`. Each minute a cron job queues again any reply or
+A service raises `TemporaryFailure` for work worth retrying, or `Unavailable` when PostgreSQL or
+Redis does not answer; the worker turns both into arq's `Retry(defer=…)`, bounded by
+`JOB_MAX_TRIES`. Each minute a cron job queues again any reply or
 send that a crash or a queue outage left without a job.
 """
 
@@ -18,7 +19,7 @@ from arq.connections import ArqRedis
 from hotelchat import bootstrap
 from hotelchat.adapters.queue import REPLY_JOB, SEND_JOB, create_redis
 from hotelchat.config import Settings
-from hotelchat.domain.errors import TemporaryFailure
+from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.services import maintenance, outbound, replies
 
 log = structlog.get_logger(__name__)
@@ -28,11 +29,19 @@ T = TypeVar("T")
 SHUTDOWN_GRACE_SECONDS = 20
 
 
+# A job that met an unreachable PostgreSQL or Redis tries again after this many seconds.
+UNAVAILABLE_RETRY_SECONDS = 5.0
+
+
 async def _retrying(work: Awaitable[T]) -> T:
+    """The one place job failures become arq retries (bounded by the job's `max_tries`)."""
     try:
         return await work
     except TemporaryFailure as exc:
         raise Retry(defer=exc.defer_seconds) from exc
+    except Unavailable as exc:
+        log.warning("job.dependency_unavailable", error=exc.message)
+        raise Retry(defer=UNAVAILABLE_RETRY_SECONDS) from exc
 
 
 def _container(ctx: dict[str, Any]) -> bootstrap.Container:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import structlog
 
-from hotelchat.domain.errors import SendError, TemporaryFailure, Unavailable
+from hotelchat.domain.errors import SendError, TemporaryFailure
 from hotelchat.domain.model import Channel
 from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, SendPlan
 
@@ -32,16 +32,13 @@ def status_callback(deps: Deps, message_id: int) -> str | None:
 async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     """Send outbound message `message_id` unless it was sent already. Returns what happened
     (`sent`, `reconciled`, `already sent`, `failed: …`). Raises `TemporaryFailure` to be
-    retried later."""
-    try:
-        claim = await deps.store.claim_send(
-            hotel_id,
-            message_id,
-            lease_seconds=deps.reply_lease_seconds,
-            max_attempts=deps.max_attempts,
-        )
-    except Unavailable as exc:
-        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    retried later, `Unavailable` when PostgreSQL is down."""
+    claim = await deps.store.claim_send(
+        hotel_id,
+        message_id,
+        lease_seconds=deps.reply_lease_seconds,
+        max_attempts=deps.max_attempts,
+    )
     match claim:
         case Gone():
             return "gone"
@@ -56,12 +53,10 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
             hotel_id, message_id, error_code="no_route", handoff_reason="the message has no route"
         )
         return "failed: no route"
+    # If PostgreSQL fails around the send (`Unavailable` propagates), the lease and
+    # `send_attempted_at` make the retry look the message up at Twilio before sending it again.
     try:
         return await _send_whatsapp(deps, hotel_id, plan)
-    except Unavailable as exc:
-        # PostgreSQL failed around the send; the lease and `send_attempted_at` make the retry
-        # look the message up at Twilio before sending it again.
-        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
     except SendError as exc:
         if exc.retryable:
             await deps.store.release_send(hotel_id, message_id, maybe_sent=exc.maybe_sent)

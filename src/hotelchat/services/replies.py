@@ -42,18 +42,15 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
 
     Returns what happened (`sent`, `skipped: …`, `gone`, …) for logs and tests.
     Raises `TemporaryFailure` when the work should be retried later (another job holds the
-    lease, PostgreSQL is down, the provider failed in a way that may pass).
+    lease, the provider failed in a way that may pass) and `Unavailable` when PostgreSQL is down.
     """
-    try:
-        claim = await deps.store.claim_reply(
-            hotel_id,
-            message_id,
-            lease_seconds=deps.reply_lease_seconds,
-            history_turns=deps.history_turns,
-            max_attempts=deps.max_attempts,
-        )
-    except Unavailable as exc:
-        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
+    claim = await deps.store.claim_reply(
+        hotel_id,
+        message_id,
+        lease_seconds=deps.reply_lease_seconds,
+        history_turns=deps.history_turns,
+        max_attempts=deps.max_attempts,
+    )
     match claim:
         case Gone():
             return "gone"
@@ -72,11 +69,9 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     try:
         draft = await draft_reply(deps, hotel_id, context)
         stored = await deps.store.store_reply(hotel_id, message_id, draft)
-    except Unavailable as exc:
-        raise TemporaryFailure("database unavailable", defer_seconds=5) from exc
     except BaseException:
-        # Cancelled (job timeout, shutdown) or a bug: let the next attempt start at once
-        # instead of waiting out the lease. Best effort; the lease expires anyway.
+        # Cancelled (job timeout, shutdown), PostgreSQL gone, or a bug: let the next attempt
+        # start at once instead of waiting out the lease. Best effort; the lease expires anyway.
         with contextlib.suppress(Unavailable):
             await deps.store.release_reply(hotel_id, message_id)
         raise
