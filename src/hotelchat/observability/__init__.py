@@ -1,0 +1,1 @@
+"""Metrics, traces and log plumbing shared by every process."""
