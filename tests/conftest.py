@@ -257,3 +257,21 @@ async def build_container(
     yield build
     for container in built:
         await container.close()
+
+
+AGENT_PASSWORD = "correct horse battery staple"
+
+
+async def create_agent(
+    admin: asyncpg.Connection,
+    email: str,
+    hotels: list[str],
+    *,
+    name: str = "Ana",
+    password: str = AGENT_PASSWORD,
+    chain: str = "chain",
+) -> int:
+    """An agent of `chain` working in `hotels` (slugs)."""
+    return await Provisioning(admin).add_agent(
+        chain_slug=chain, email=email, display_name=name, password=password, hotel_slugs=hotels
+    )

@@ -6,22 +6,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 from arq.connections import ArqRedis
 
 from hotelchat.adapters.language import FastTextLanguages
 from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
+from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
 from hotelchat.adapters.postgres.migrate import verify_app_role
 from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.adapters.queue import ArqJobQueue, create_redis
+from hotelchat.adapters.realtime import SocketIOEvents, create_emitter
+from hotelchat.adapters.security import (
+    Argon2Passwords,
+    RedisRateLimiter,
+    RedisStopSignals,
+    SignedTokens,
+)
 from hotelchat.adapters.twilio import (
     RoutedHttpClient,
     TwilioSignatures,
     TwilioWhatsApp,
     close_quietly,
 )
-from hotelchat.config import Settings
+from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.errors import Unavailable
 from hotelchat.services.ports import Deps
 
@@ -35,6 +44,7 @@ class Container:
     settings: Settings
     db: Database
     store: PostgresStore
+    events: SocketIOEvents
     redis: ArqRedis
     twilio_http: RoutedHttpClient
     chat_model: OpenAIChatModel | None
@@ -64,15 +74,31 @@ class Container:
                     await self.chat_model.close()
         await close_quietly(self.twilio_http)
         with contextlib.suppress(Exception):
+            await self.events.close()
+        with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self.redis.aclose()
         await self.db.close()
 
 
-async def build(settings: Settings, *, verify_schema: bool = True) -> Container:
-    """Open the pool and clients `settings` describe. Raises `ConfigError` for missing URLs,
-    `Unavailable` when PostgreSQL is unreachable and `SchemaError` when the database role or
-    schema is wrong (see `verify_app_role`)."""
+class _NoSecretKey:
+    """Stands in for the token signer where SECRET_KEY is not set (workers need none)."""
+
+    def sign(self, purpose: str, data: dict[str, Any]) -> str:
+        raise ConfigError("SECRET_KEY is not set")
+
+    def verify(self, purpose: str, token: str, *, max_age_seconds: float) -> dict[str, Any]:
+        raise ConfigError("SECRET_KEY is not set")
+
+
+async def build(
+    settings: Settings, *, emitter: Any = None, verify_schema: bool = True
+) -> Container:
+    """Open the pool and clients `settings` describe. `emitter` is the web process's Socket.IO
+    server; without one (workers), events go out through a write-only Redis manager.
+
+    Raises `ConfigError` for missing URLs, `Unavailable` when PostgreSQL is unreachable and
+    `SchemaError` when the database role or schema is wrong (see `verify_app_role`)."""
     pool = await create_pool(
         PoolConfig(
             dsn=settings.require_database_url(),
@@ -104,16 +130,31 @@ async def build(settings: Settings, *, verify_schema: bool = True) -> Container:
                 base_url=settings.openai_base_url,
                 timeout=settings.openai_timeout_seconds,
                 max_retries=settings.openai_max_retries,
-            )
+            ),
+            total_timeout=settings.openai_timeout_seconds,
         )
+    events = SocketIOEvents(
+        emitter if emitter is not None else create_emitter(settings.require_redis_url())
+    )
     store = PostgresStore(db)
     deps = Deps(
         store=store,
+        inbox=PostgresInbox(db),
+        agents=PostgresAgents(db),
+        events=events,
         knowledge=store,
         jobs=ArqJobQueue(redis, timeout=settings.redis_timeout_seconds),
         whatsapp=TwilioWhatsApp(twilio_http),
         signatures=TwilioSignatures(),
         languages=FastTextLanguages(),
+        passwords=Argon2Passwords(),
+        limiter=RedisRateLimiter(redis, timeout=settings.redis_timeout_seconds),
+        tokens=(
+            SignedTokens(settings.secret_key.get_secret_value())
+            if settings.secret_key is not None
+            else _NoSecretKey()
+        ),
+        stop_signals=RedisStopSignals(redis, timeout=settings.redis_timeout_seconds),
         chat_model=chat_model,
         default_model=settings.openai_default_model,
         max_reply_tokens=settings.openai_max_reply_tokens,
@@ -125,6 +166,7 @@ async def build(settings: Settings, *, verify_schema: bool = True) -> Container:
         settings=settings,
         db=db,
         store=store,
+        events=events,
         redis=redis,
         twilio_http=twilio_http,
         chat_model=chat_model,

@@ -12,13 +12,17 @@ budget, not a passing limit).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
+from typing import cast
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from hotelchat.domain.errors import ModelError
-from hotelchat.services.ports import Completion, PromptMessage
+from hotelchat.services.ports import Completion, OnDelta, PromptMessage
 
 
 def create_client(
@@ -26,6 +30,10 @@ def create_client(
 ) -> AsyncOpenAI:
     """The process's OpenAI client; `timeout` in seconds per request attempt."""
     return AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+
+
+def _message(message: PromptMessage) -> ChatCompletionMessageParam:
+    return cast(ChatCompletionMessageParam, {"role": message.role, "content": message.content})
 
 
 def classify(exc: openai.OpenAIError) -> str:
@@ -44,33 +52,66 @@ def classify(exc: openai.OpenAIError) -> str:
 
 
 class OpenAIChatModel:
-    """`services.ports.ChatModel` on `AsyncOpenAI.chat.completions`."""
+    """`services.ports.ChatModel` on `AsyncOpenAI.chat.completions`, always streamed: tokens
+    reach `on_delta` as they arrive, and the whole answer is bounded by `total_timeout`
+    seconds (the client's own timeout bounds each wait between chunks)."""
 
-    def __init__(self, client: AsyncOpenAI) -> None:
+    def __init__(self, client: AsyncOpenAI, *, total_timeout: float) -> None:
         self._client = client
+        self._total_timeout = total_timeout
 
     async def complete(
-        self, *, model: str, messages: Sequence[PromptMessage], max_tokens: int
+        self,
+        *,
+        model: str,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+        on_delta: OnDelta | None = None,
     ) -> Completion:
-        """One completion of at most `max_tokens` tokens. Raises `ModelError`."""
+        """One streamed completion of at most `max_tokens` tokens. Raises `ModelError`; an
+        exception from `on_delta` propagates unchanged and closes the stream."""
+        started = time.monotonic()
+        first: float | None = None
+        pieces: list[str] = []
+        usage = None
+        answered_by = model
         try:
-            response = await self._client.chat.completions.create(
-                model=model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
-                max_completion_tokens=max_tokens,
-                temperature=0.2,
-            )
+            async with asyncio.timeout(self._total_timeout):
+                stream = await self._client.chat.completions.create(
+                    model=model,
+                    messages=[_message(m) for m in messages],
+                    max_completion_tokens=max_tokens,
+                    temperature=0.2,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                async with stream:
+                    async for chunk in stream:
+                        answered_by = chunk.model or answered_by
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                        if not chunk.choices or not chunk.choices[0].delta.content:
+                            continue
+                        if first is None:
+                            first = time.monotonic() - started
+                        pieces.append(chunk.choices[0].delta.content)
+                        if on_delta is not None:
+                            await on_delta(chunk.choices[0].delta.content)
         except openai.OpenAIError as exc:
             kind = classify(exc)
             raise ModelError(f"the model failed: {type(exc).__name__}", kind=kind) from exc
-        if not response.choices or not response.choices[0].message.content:
+        except TimeoutError as exc:
+            raise ModelError("the model took too long", kind="timeout") from exc
+        text = "".join(pieces).strip()
+        if not text:
             raise ModelError("the model returned no text", kind="bad_response")
-        usage = response.usage
         return Completion(
-            text=response.choices[0].message.content.strip(),
-            model=response.model or model,
+            text=text,
+            model=answered_by,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            time_to_first_token=first,
+            duration=time.monotonic() - started,
         )
 
     async def close(self) -> None:

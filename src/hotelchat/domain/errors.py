@@ -54,6 +54,12 @@ class Conflict(HotelChatError):
     code = "conflict"
 
 
+class TooManyRequests(HotelChatError):
+    """The caller is over a rate limit; try again later."""
+
+    code = "too_many_requests"
+
+
 class Unavailable(HotelChatError):
     """A dependency (PostgreSQL, Redis) did not answer in time; the caller may try again."""
 

@@ -163,6 +163,7 @@ class SenderRoute:
     phone_number: str
     account_sid: str
     auth_token: str = field(repr=False)
+    hotel_slug: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ import structlog
 from hotelchat.domain.addresses import parse_whatsapp_address
 from hotelchat.domain.errors import Forbidden, InvalidInput
 from hotelchat.domain.model import provider_status
+from hotelchat.observability import metrics
+from hotelchat.services import notify
 from hotelchat.services.inbound import SIGNATURE_PATTERN, verified_route
 from hotelchat.services.ports import Deps, StatusUpdate
 
@@ -74,4 +76,9 @@ async def receive_status_callback(
             message_id=update.message_id,
             status=update.status.value,
         )
+        metrics.DELIVERY_STATUS.labels(update.status.value).inc()
+        await notify.status_changed(deps, update.conversation_id, update.message_id, update.status)
+        if update.handed_off:
+            metrics.HANDOFFS.labels(route.hotel_slug, "delivery_failed").inc()
+            await notify.conversation_touched(deps, route.hotel_id, update.conversation_id)
     return update

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hotelchat.domain.addresses import parse_whatsapp_address
 from hotelchat.domain.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from hotelchat.domain.model import InboundWhatsApp, SenderRoute
+from hotelchat.domain.model import Channel, InboundWhatsApp, SenderRoute
+from hotelchat.observability import metrics
+from hotelchat.services import notify
 from hotelchat.services.ports import Deps, InboundRecord
 
 log = structlog.get_logger(__name__)
@@ -155,4 +157,9 @@ async def receive_whatsapp(
             log.warning(
                 "inbound.enqueue_failed", hotel_id=route.hotel_id, message_id=record.message_id
             )
+    if not record.duplicate and record.message_id is not None and record.conversation_id:
+        metrics.INBOUND_MESSAGES.labels(route.hotel_slug, Channel.WHATSAPP.value).inc()
+        await notify.message_added(
+            deps, route.hotel_id, record.conversation_id, record.message_id, guest_channel=None
+        )
     return record

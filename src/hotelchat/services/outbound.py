@@ -12,7 +12,9 @@ from __future__ import annotations
 import structlog
 
 from hotelchat.domain.errors import SendError, TemporaryFailure
-from hotelchat.domain.model import Channel
+from hotelchat.domain.model import Channel, DeliveryStatus
+from hotelchat.observability import metrics
+from hotelchat.services import notify
 from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, SendPlan
 
 log = structlog.get_logger(__name__)
@@ -48,7 +50,16 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
             raise TemporaryFailure("another job is sending", defer_seconds=retry_in)
         case SendPlan():
             plan = claim
-    if plan.channel is not Channel.WHATSAPP or plan.route is None or plan.to_number is None:
+    if plan.channel is Channel.WEB:
+        await deps.store.record_delivered(hotel_id, message_id)
+        await notify.message_added(
+            deps, hotel_id, plan.conversation_id, message_id, guest_channel=Channel.WEB
+        )
+        await notify.status_changed(
+            deps, plan.conversation_id, message_id, DeliveryStatus.DELIVERED
+        )
+        return "delivered"
+    if plan.route is None or plan.to_number is None:
         await deps.store.record_send_failure(
             hotel_id, message_id, error_code="no_route", handoff_reason="the message has no route"
         )
@@ -68,17 +79,23 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
                 provider_code=exc.provider_code,
                 status=exc.status,
             )
+            metrics.TWILIO_SENDS.labels("retry", str(exc.provider_code or "")).inc()
             raise TemporaryFailure(
                 "the provider failed", defer_seconds=RETRY_AFTER_SECONDS
             ) from exc
         code = f"twilio_{exc.provider_code}" if exc.provider_code else f"http_{exc.status}"
-        await deps.store.record_send_failure(
+        handed_off = await deps.store.record_send_failure(
             hotel_id,
             message_id,
             error_code=code,
             handoff_reason=f"the message could not be delivered ({code})",
         )
         log.warning("send.failed", hotel_id=hotel_id, message_id=message_id, error_code=code)
+        metrics.TWILIO_SENDS.labels("failed", str(exc.provider_code or "")).inc()
+        if handed_off:
+            metrics.HANDOFFS.labels(plan.route.hotel_slug or str(hotel_id), "delivery_failed").inc()
+        await notify.status_changed(deps, plan.conversation_id, message_id, DeliveryStatus.FAILED)
+        await notify.conversation_touched(deps, hotel_id, plan.conversation_id)
         return f"failed: {code}"
 
 
@@ -92,6 +109,8 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
         if found is not None:
             await deps.store.record_sent(hotel_id, plan.message_id, found)
             log.info("send.reconciled", hotel_id=hotel_id, message_id=plan.message_id)
+            metrics.TWILIO_SENDS.labels("reconciled", "").inc()
+            await notify.status_changed(deps, plan.conversation_id, plan.message_id, found.status)
             return "reconciled"
     sent = await deps.whatsapp.send(
         plan.route,
@@ -101,4 +120,6 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
     )
     await deps.store.record_sent(hotel_id, plan.message_id, sent)
     log.info("send.sent", hotel_id=hotel_id, message_id=plan.message_id, status=sent.status.value)
+    metrics.TWILIO_SENDS.labels("sent", "").inc()
+    await notify.status_changed(deps, plan.conversation_id, plan.message_id, sent.status)
     return "sent"

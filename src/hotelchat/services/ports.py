@@ -6,14 +6,16 @@ tests wire the same adapters against real PostgreSQL and Redis and loopback emul
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from hotelchat.domain.conversation import Action
 from hotelchat.domain.model import (
     Author,
     Channel,
+    ConversationState,
     DeliveryStatus,
     HotelProfile,
     InboundWhatsApp,
@@ -65,7 +67,11 @@ class ReplyAlreadyStored:
 
 @dataclass(frozen=True, slots=True)
 class ReplySkipped:
+    """Not the assistant's turn. `handoff` names why, when the skip handed the conversation to
+    staff (a bounded label: `assistant_off`, `gave_up`)."""
+
     reason: str
+    handoff: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,7 @@ class DraftReply:
     responder: Responder
     language: str | None
     handoff_reason: str | None = None
+    handoff_kind: str | None = None  # bounded label for metrics: model_error, no_answer, media
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -137,6 +144,7 @@ class StatusUpdate:
     message_id: int
     conversation_id: int
     status: DeliveryStatus
+    handed_off: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,98 @@ class SentMessage:
     status: DeliveryStatus
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One row of an agent's conversation list."""
+
+    id: int
+    hotel_id: int
+    channel: Channel
+    state: ConversationState
+    assigned_agent_id: int | None
+    assigned_agent_name: str | None
+    guest_name: str | None
+    guest_phone: str | None
+    guest_language: str | None
+    last_message_at: datetime
+    last_inbound_at: datetime | None
+    preview: str
+    preview_author: Author | None
+    unread: int
+    handoff_reason: str | None
+    awaiting_human_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """One entry of a conversation's timeline, as agents (or, without notes, the guest) see it."""
+
+    id: int
+    conversation_id: int
+    direction: Literal["inbound", "outbound", "internal"]
+    author: Author
+    body: str
+    status: DeliveryStatus
+    responder: Responder | None
+    agent_name: str | None
+    created_at: datetime
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessage:
+    """An agent's reply or note as stored. `created` is False for a retried client id.
+    `waited_seconds` is how long the guest had waited for a human, on the first reply after a
+    handoff."""
+
+    message_id: int
+    created: bool
+    conversation: ConversationSummary
+    waited_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCredentials:
+    agent_id: int
+    password_hash: str = field(repr=False)
+    disabled: bool
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A hotel an agent works in."""
+
+    hotel_id: int
+    slug: str
+    name: str
+    role: Literal["agent", "manager"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSession:
+    """A logged-in agent, from the session cookie."""
+
+    agent_id: int
+    display_name: str
+    hotel_id: int
+    hotel_slug: str
+    csrf_token: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebGuest:
+    """A web-chat guest and their one conversation with the hotel."""
+
+    hotel_id: int
+    hotel_slug: str
+    web_id: str
+    guest_id: int
+    conversation_id: int
+    display_name: str | None
+
+
 # --- Ports --------------------------------------------------------------------------------------
 
 
@@ -163,6 +263,8 @@ class Store(Protocol):
     async def route_whatsapp_sender(
         self, phone_number: str, *, fresh: bool = False
     ) -> SenderRoute | None: ...
+
+    async def route_hotel(self, slug: str) -> int | None: ...
 
     async def record_inbound_whatsapp(
         self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None
@@ -192,7 +294,9 @@ class Store(Protocol):
 
     async def record_send_failure(
         self, hotel_id: int, message_id: int, *, error_code: str, handoff_reason: str
-    ) -> None: ...
+    ) -> bool: ...
+
+    async def record_delivered(self, hotel_id: int, message_id: int) -> None: ...
 
     async def release_send(self, hotel_id: int, message_id: int, *, maybe_sent: bool) -> None: ...
 
@@ -209,6 +313,114 @@ class Store(Protocol):
     async def stalled_work(self, *, min_age_seconds: int, limit: int) -> list[StalledWork]: ...
 
 
+class Inbox(Protocol):
+    """What agents read and do in one hotel. Every method sees only hotel `hotel_id`; another
+    hotel's conversation id is `NotFound`."""
+
+    async def conversations(
+        self, hotel_id: int, *, states: Sequence[ConversationState] | None, limit: int
+    ) -> list[ConversationSummary]: ...
+
+    async def conversation(
+        self, hotel_id: int, conversation_id: int
+    ) -> ConversationSummary | None: ...
+
+    async def messages(
+        self,
+        hotel_id: int,
+        conversation_id: int,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        include_internal: bool,
+    ) -> list[MessageView]: ...
+
+    async def mark_read(self, hotel_id: int, conversation_id: int, up_to: int) -> None: ...
+
+    async def change_ownership(
+        self, hotel_id: int, conversation_id: int, agent_id: int, action: Action
+    ) -> ConversationSummary: ...
+
+    async def add_agent_message(
+        self,
+        hotel_id: int,
+        conversation_id: int,
+        agent_id: int,
+        *,
+        body: str,
+        client_id: str,
+        internal: bool,
+    ) -> AgentMessage: ...
+
+    async def web_guest(
+        self, hotel_id: int, web_id: str | None, display_name: str | None
+    ) -> WebGuest: ...
+
+    async def record_inbound_web(
+        self, guest: WebGuest, *, body: str, client_id: str, language: str | None
+    ) -> InboundRecord: ...
+
+
+class Agents(Protocol):
+    """Agent logins and sessions; these exist before a hotel is chosen."""
+
+    async def credentials(self, email: str) -> AgentCredentials | None: ...
+
+    async def memberships(self, agent_id: int) -> list[Membership]: ...
+
+    async def create_session(
+        self, token_hash: bytes, agent_id: int, hotel_id: int, csrf_token: str, ttl_seconds: float
+    ) -> None: ...
+
+    async def session(self, token_hash: bytes, ttl_seconds: float) -> AgentSession | None: ...
+
+    async def switch_hotel(self, token_hash: bytes, hotel_id: int) -> None: ...
+
+    async def end_session(self, token_hash: bytes) -> None: ...
+
+
+class Events(Protocol):
+    """Realtime events to Socket.IO rooms, sent after the change they report is committed.
+    Best effort: a lost event costs nothing, clients catch up by their last-seen message id."""
+
+    async def emit(
+        self, event: str, payload: Mapping[str, object], *, room: str, namespace: str
+    ) -> None: ...
+
+
+class Passwords(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when `password` matches; with no hash, takes as long and returns False."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Moving-window limits shared by every process; `limit` reads like "5/15 minutes"."""
+
+    async def hit(self, key: str, *, limit: str) -> bool: ...
+
+    async def allows(self, key: str, *, limit: str) -> bool: ...
+
+
+class TokenSigner(Protocol):
+    def sign(self, purpose: str, data: dict[str, Any]) -> str: ...
+
+    def verify(self, purpose: str, token: str, *, max_age_seconds: float) -> dict[str, Any]: ...
+
+
+class StopSignals(Protocol):
+    """Tells a reply being generated that an agent took its conversation over."""
+
+    async def stop(self, conversation_id: int) -> None: ...
+
+    async def clear(self, conversation_id: int) -> None: ...
+
+    async def stopped(self, conversation_id: int) -> bool: ...
+
+
 class KnowledgeSearch(Protocol):
     """Finds the knowledge-base passages that answer a question."""
 
@@ -223,17 +435,30 @@ class PromptMessage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
+    """A finished answer. Times in seconds: to the first token, and in all."""
+
     text: str
     model: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    time_to_first_token: float | None = None
+    duration: float | None = None
+
+
+OnDelta = Callable[[str], Awaitable[None]]
 
 
 class ChatModel(Protocol):
-    """A chat-completions model. Raises `ModelError` (with its `kind`) when it cannot answer."""
+    """A chat-completions model, streamed. Raises `ModelError` (with its `kind`) when it cannot
+    answer; an exception raised by `on_delta` stops the stream and propagates unchanged."""
 
     async def complete(
-        self, *, model: str, messages: Sequence[PromptMessage], max_tokens: int
+        self,
+        *,
+        model: str,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+        on_delta: OnDelta | None = None,
     ) -> Completion: ...
 
 
@@ -279,11 +504,18 @@ class Deps:
     """
 
     store: Store
+    inbox: Inbox
+    agents: Agents
+    events: Events
     knowledge: KnowledgeSearch
     jobs: JobQueue
     whatsapp: WhatsAppSender
     signatures: SignatureValidator
     languages: LanguageDetector
+    passwords: Passwords
+    limiter: RateLimiter
+    tokens: TokenSigner
+    stop_signals: StopSignals
     chat_model: ChatModel | None
     default_model: str
     max_reply_tokens: int

@@ -5,20 +5,28 @@ Idempotent by construction. PostgreSQL holds the guard: a lease on the inbound m
 answer is being produced, and a unique index that admits one automated reply per inbound message.
 Run twice, or re-run after the worker died at any point, and the guest still gets exactly one
 reply: a second run finds the stored reply and only finishes sending it (see `services.outbound`).
+
+The model's answer streams, a few chunks a second, to agents watching the conversation and to a
+web-chat guest; WhatsApp gets only the finished reply. An agent taking the conversation over stops
+the stream at once. A stream that fails midway is withdrawn from screens (`ai_aborted`), and the
+guest gets the holding message instead: nothing partial is ever sent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import structlog
 
 from hotelchat.domain.errors import ModelError, TemporaryFailure, Unavailable
 from hotelchat.domain.language import handoff_message, holding_message, pick_language
 from hotelchat.domain.model import Author, Passage, Responder
-from hotelchat.services import outbound
+from hotelchat.observability import metrics
+from hotelchat.services import notify, outbound
 from hotelchat.services.ports import (
     Busy,
+    Completion,
     Deps,
     DraftReply,
     Gone,
@@ -35,12 +43,19 @@ log = structlog.get_logger(__name__)
 # A knowledge-base passage must score at least this (cover-density rank scaled to [0, 1)) to be
 # sent as the answer on its own; below it the guest is handed to staff.
 KB_MIN_SCORE = 0.05
+# Stream chunks are sent to screens at most this often (seconds); the stop signal is checked as
+# often.
+STREAM_FLUSH_SECONDS = 0.1
+
+
+class ReplyStopped(Exception):
+    """An agent took the conversation over while the assistant was answering."""
 
 
 async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     """Produce, store and send the automated reply to inbound message `message_id`.
 
-    Returns what happened (`sent`, `skipped: …`, `gone`, …) for logs and tests.
+    Returns what happened (`sent`, `skipped: …`, `stopped: …`, `gone`, …) for logs and tests.
     Raises `TemporaryFailure` when the work should be retried later (another job holds the
     lease, the provider failed in a way that may pass) and `Unavailable` when PostgreSQL is down.
     """
@@ -54,8 +69,10 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     match claim:
         case Gone():
             return "gone"
-        case ReplySkipped(reason):
+        case ReplySkipped(reason, handoff):
             log.info("reply.skipped", hotel_id=hotel_id, message_id=message_id, reason=reason)
+            if handoff is not None:
+                await _handed_off(deps, hotel_id, None, handoff)
             return f"skipped: {reason}"
         case Busy(retry_in):
             raise TemporaryFailure("another job is answering", defer_seconds=retry_in)
@@ -67,8 +84,14 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
             pass
 
     try:
-        draft = await draft_reply(deps, hotel_id, context)
+        draft = await draft_reply(deps, hotel_id, context, message_id)
         stored = await deps.store.store_reply(hotel_id, message_id, draft)
+    except ReplyStopped:
+        await notify.ai_event(
+            deps, "ai_aborted", context.conversation_id, message_id, channel=context.channel
+        )
+        log.info("reply.stopped", hotel_id=hotel_id, message_id=message_id)
+        return "stopped: an agent took over"
     except BaseException:
         # Cancelled (job timeout, shutdown), PostgreSQL gone, or a bug: let the next attempt
         # start at once instead of waiting out the lease. Best effort; the lease expires anyway.
@@ -79,23 +102,43 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
         case Gone():
             return "gone"
         case ReplySkipped(reason):
+            await notify.ai_event(
+                deps, "ai_aborted", context.conversation_id, message_id, channel=context.channel
+            )
             log.info("reply.discarded", hotel_id=hotel_id, message_id=message_id, reason=reason)
             return f"skipped: {reason}"
         case ReplyStored(reply_id):
-            log.info(
-                "reply.stored",
-                hotel_id=hotel_id,
-                message_id=message_id,
-                reply_id=reply_id,
-                responder=draft.responder.value,
-                handoff=draft.handoff_reason is not None,
-            )
-            return await outbound.send_outbound(deps, hotel_id, reply_id)
+            pass
+    log.info(
+        "reply.stored",
+        hotel_id=hotel_id,
+        message_id=message_id,
+        reply_id=reply_id,
+        responder=draft.responder.value,
+        handoff=draft.handoff_reason is not None,
+    )
+    metrics.AI_REPLIES.labels(context.hotel.slug, draft.responder.value).inc()
+    await notify.ai_event(
+        deps, "ai_done", context.conversation_id, message_id, channel=context.channel
+    )
+    await notify.message_added(
+        deps, hotel_id, context.conversation_id, reply_id, guest_channel=None
+    )
+    if draft.handoff_kind is not None:
+        await _handed_off(deps, hotel_id, context.hotel.slug, draft.handoff_kind)
+    return await outbound.send_outbound(deps, hotel_id, reply_id)
 
 
-async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> DraftReply:
+async def _handed_off(deps: Deps, hotel_id: int, slug: str | None, kind: str) -> None:
+    metrics.HANDOFFS.labels(slug or str(hotel_id), kind).inc()
+
+
+async def draft_reply(
+    deps: Deps, hotel_id: int, context: ReplyContext, message_id: int = 0
+) -> DraftReply:
     """The reply to `context.question`: from the chat model when one is configured, else the
-    best knowledge-base passage; a holding message and a handoff when the model fails."""
+    best knowledge-base passage; a holding message and a handoff when the model fails.
+    Raises `ReplyStopped` when an agent takes the conversation over while the model answers."""
     language = pick_language(
         context.question_language, context.guest_language, context.hotel.default_language
     )
@@ -107,6 +150,7 @@ async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> Draft
             responder=Responder.KNOWLEDGE_BASE if deps.chat_model is None else Responder.OPENAI,
             language=language,
             handoff_reason="the guest sent media",
+            handoff_kind="media",
         )
     passages = await deps.knowledge.search(
         hotel_id, context.question, limit=deps.passages_per_prompt
@@ -117,11 +161,17 @@ async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> Draft
     prompt = build_prompt(
         context.hotel, passages, context.history, context.question, context.question_language
     )
+    stream = _Stream(deps, context, message_id)
     try:
         completion = await deps.chat_model.complete(
-            model=model, messages=prompt, max_tokens=deps.max_reply_tokens
+            model=model, messages=prompt, max_tokens=deps.max_reply_tokens, on_delta=stream.add
         )
     except ModelError as exc:
+        if stream.started:
+            await notify.ai_event(
+                deps, "ai_aborted", context.conversation_id, message_id, channel=context.channel
+            )
+        metrics.AI_ERRORS.labels(context.hotel.slug, model, exc.kind).inc()
         log.warning(
             "reply.model_failed",
             hotel_id=hotel_id,
@@ -135,7 +185,10 @@ async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> Draft
             responder=Responder.HOLDING,
             language=language,
             handoff_reason=f"the assistant is unavailable ({exc.kind})",
+            handoff_kind="model_error",
         )
+    await stream.flush()
+    _observe(context.hotel.slug, completion.model, completion)
     return DraftReply(
         body=completion.text,
         author=Author.AI,
@@ -145,6 +198,54 @@ async def draft_reply(deps: Deps, hotel_id: int, context: ReplyContext) -> Draft
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
     )
+
+
+def _observe(slug: str, model: str, completion: Completion) -> None:
+    if completion.time_to_first_token is not None:
+        metrics.AI_TIME_TO_FIRST_TOKEN.labels(slug, model).observe(completion.time_to_first_token)
+    if completion.duration is not None:
+        metrics.AI_DURATION.labels(slug, model).observe(completion.duration)
+    if completion.prompt_tokens is not None:
+        metrics.AI_TOKENS.labels(slug, model, "prompt").inc(completion.prompt_tokens)
+    if completion.completion_tokens is not None:
+        metrics.AI_TOKENS.labels(slug, model, "completion").inc(completion.completion_tokens)
+
+
+class _Stream:
+    """Batches streamed chunks into `ai_delta` events and checks the stop signal between them."""
+
+    def __init__(self, deps: Deps, context: ReplyContext, reply_to: int) -> None:
+        self._deps = deps
+        self._context = context
+        self._reply_to = reply_to
+        self._buffer: list[str] = []
+        self._last = time.monotonic()
+        self._seq = 0
+        self.started = False
+
+    async def add(self, piece: str) -> None:
+        self._buffer.append(piece)
+        if time.monotonic() - self._last >= STREAM_FLUSH_SECONDS:
+            if await self._deps.stop_signals.stopped(self._context.conversation_id):
+                raise ReplyStopped
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        text, self._buffer = "".join(self._buffer), []
+        self._last = time.monotonic()
+        self.started = True
+        await notify.ai_event(
+            self._deps,
+            "ai_delta",
+            self._context.conversation_id,
+            self._reply_to,
+            channel=self._context.channel,
+            text=text,
+            seq=self._seq,
+        )
+        self._seq += 1
 
 
 def answer_from_knowledge(passages: list[Passage], language: str) -> DraftReply:
@@ -162,4 +263,5 @@ def answer_from_knowledge(passages: list[Passage], language: str) -> DraftReply:
         responder=Responder.KNOWLEDGE_BASE,
         language=language,
         handoff_reason="no knowledge-base entry answers the question",
+        handoff_kind="no_answer",
     )

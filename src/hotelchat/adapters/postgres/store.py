@@ -59,6 +59,7 @@ def _route(row: asyncpg.Record) -> SenderRoute:
         phone_number=row["phone_number"],
         account_sid=row["account_sid"],
         auth_token=row["auth_token"],
+        hotel_slug=row.get("hotel_slug", ""),
     )
 
 
@@ -318,19 +319,22 @@ class PostgresStore:
             )
             assert hotel_row is not None, "a tenant's own hotel row is always visible"
             hotel = _hotel(hotel_row)
-            skip_reason = None
+            skip_reason, handoff = None, None
             if row["state"] != "ai":
                 skip_reason = f"conversation is {row['state']}"
             elif row["superseded"]:
                 skip_reason = "a newer guest message will be answered instead"
-            elif not hotel.ai_enabled or (row["attempts"] >= max_attempts and not row["claimed"]):
-                skip_reason = (
-                    "the assistant is switched off for this hotel"
-                    if not hotel.ai_enabled
-                    else f"gave up after {row['attempts']} attempts"
+            elif not hotel.ai_enabled:
+                skip_reason, handoff = (
+                    "the assistant is switched off for this hotel",
+                    "assistant_off",
                 )
+            elif row["attempts"] >= max_attempts and not row["claimed"]:
+                skip_reason, handoff = f"gave up after {row['attempts']} attempts", "gave_up"
+            if handoff is not None:
                 await conn.execute(
                     """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                         awaiting_human_since = COALESCE(awaiting_human_since, now()),
                          handoff_reason = $2
                        WHERE id = $1 AND state = 'ai'""",
                     row["conversation_id"],
@@ -342,7 +346,7 @@ class PostgresStore:
                     "WHERE id = $1",
                     message_id,
                 )
-                return ReplySkipped(skip_reason)
+                return ReplySkipped(skip_reason, handoff)
             if row["claimed"]:
                 return Busy(retry_in=max(1.0, float(row["claimed_for"])))
             await conn.execute(
@@ -357,6 +361,7 @@ class PostgresStore:
                 SELECT author, body FROM (
                   SELECT id, author, body FROM messages
                   WHERE conversation_id = $1 AND id < $2 AND body <> ''
+                    AND direction <> 'internal'
                   ORDER BY id DESC LIMIT $3) recent
                 ORDER BY id
                 """,
@@ -439,7 +444,9 @@ class PostgresStore:
                 UPDATE conversations SET last_message_at = now(),
                   state = CASE WHEN $2::text IS NULL THEN state ELSE 'needs_human' END,
                   handoff_reason = COALESCE($2::text, handoff_reason),
-                  handoff_at = CASE WHEN $2::text IS NULL THEN handoff_at ELSE now() END
+                  handoff_at = CASE WHEN $2::text IS NULL THEN handoff_at ELSE now() END,
+                  awaiting_human_since = CASE WHEN $2::text IS NULL THEN awaiting_human_since
+                                         ELSE COALESCE(awaiting_human_since, now()) END
                 WHERE id = $1
                 """,
                 row["conversation_id"],
@@ -543,11 +550,25 @@ class PostgresStore:
 
     async def record_send_failure(
         self, hotel_id: int, message_id: int, *, error_code: str, handoff_reason: str
-    ) -> None:
-        """Mark the message failed for good and hand its conversation to staff."""
+    ) -> bool:
+        """Mark the message failed for good and hand its conversation to staff (True when
+        this handed it off; False when it was already with staff)."""
+
+        async def work(conn: Connection) -> bool:
+            return await _fail_message(conn, message_id, error_code, handoff_reason)
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def record_delivered(self, hotel_id: int, message_id: int) -> None:
+        """A web-chat message is delivered once stored: the guest's browser fetches it."""
 
         async def work(conn: Connection) -> None:
-            await _fail_message(conn, message_id, error_code, handoff_reason)
+            await conn.execute(
+                """UPDATE messages SET status = 'delivered', sent_at = now(),
+                     delivered_at = now(), send_claimed_until = NULL
+                   WHERE id = $1 AND hotelchat_status_rank(status) < 5""",
+                message_id,
+            )
 
         await self.db.tenant(hotel_id, work, idempotent=True)
 
@@ -601,14 +622,21 @@ class PostgresStore:
             )
             if row is None:
                 return None
+            handed_off = False
             if status in (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED):
-                await conn.execute(
-                    """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
-                         handoff_reason = 'a reply could not be delivered'
-                       WHERE id = $1 AND state = 'ai'""",
-                    row["conversation_id"],
+                handed_off = (
+                    await conn.execute(
+                        """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                             awaiting_human_since = COALESCE(awaiting_human_since, now()),
+                             handoff_reason = 'a reply could not be delivered'
+                           WHERE id = $1 AND state = 'ai'""",
+                        row["conversation_id"],
+                    )
+                    == "UPDATE 1"
                 )
-            return StatusUpdate(row["id"], row["conversation_id"], DeliveryStatus(row["status"]))
+            return StatusUpdate(
+                row["id"], row["conversation_id"], DeliveryStatus(row["status"]), handed_off
+            )
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
@@ -644,18 +672,23 @@ class PostgresStore:
 
 async def _fail_message(
     conn: Connection, message_id: int, error_code: str, handoff_reason: str
-) -> None:
+) -> bool:
     conversation_id = await conn.fetchval(
         """UPDATE messages SET status = 'failed', error_code = $2, send_claimed_until = NULL
            WHERE id = $1 RETURNING conversation_id""",
         message_id,
         error_code[:64],
     )
-    if conversation_id is not None:
+    if conversation_id is None:
+        return False
+    return (
         await conn.execute(
             """UPDATE conversations SET state = 'needs_human', handoff_at = now(),
+                 awaiting_human_since = COALESCE(awaiting_human_since, now()),
                  handoff_reason = $2
                WHERE id = $1 AND state IN ('ai', 'resolved')""",
             conversation_id,
             handoff_reason[:500],
         )
+        == "UPDATE 1"
+    )

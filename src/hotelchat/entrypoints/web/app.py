@@ -1,31 +1,43 @@
-"""The Quart application factory."""
+"""The web application: Quart for pages, the API and webhooks, python-socketio for live updates,
+served together as one ASGI app by Hypercorn."""
 
 from __future__ import annotations
 
+import socketio
 from quart import Quart, Response
 
 from hotelchat import bootstrap
+from hotelchat.adapters.realtime import close_server, create_server
 from hotelchat.config import Settings
-from hotelchat.entrypoints.web import health, webhooks
-from hotelchat.entrypoints.web.context import EXTENSION
+from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
+from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
 from hotelchat.entrypoints.web.errors import register_error_handlers
 
 
 def create_app(settings: Settings) -> Quart:
-    """A Quart app that opens its `Container` before serving and closes it after."""
+    """A Quart app that opens its `Container` before serving and closes it after. Its Socket.IO
+    server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it."""
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     app.config["BODY_TIMEOUT"] = 30  # seconds to receive a request body
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
-    app.register_blueprint(webhooks.blueprint)
-    app.register_blueprint(health.blueprint)
+    for module in (webhooks, health, login, dashboard, webchat):
+        app.register_blueprint(module.blueprint)
+
+    server = create_server(
+        redis_url=settings.require_redis_url(), allowed_origins=[settings.public_url]
+    )
+    app.extensions[SOCKETIO] = server
+    sockets.register(server, lambda: app.extensions[EXTENSION])
 
     @app.before_serving
     async def open_container() -> None:
-        app.extensions[EXTENSION] = await bootstrap.build(settings)
+        app.extensions[EXTENSION] = await bootstrap.build(settings, emitter=server)
 
     @app.after_serving
     async def close_container() -> None:
+        await close_server(server)
         held = app.extensions.pop(EXTENSION, None)
         if held is not None:
             await held.close()
@@ -37,3 +49,8 @@ def create_app(settings: Settings) -> Quart:
         return response
 
     return app
+
+
+def create_asgi(app: Quart) -> socketio.ASGIApp:
+    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart."""
+    return socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app)

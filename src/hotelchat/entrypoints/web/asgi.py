@@ -6,9 +6,9 @@ Settings are read, and logging configured, when a worker process imports this mo
 from __future__ import annotations
 
 from hotelchat.config import Settings
-from hotelchat.entrypoints.web.app import create_app
+from hotelchat.entrypoints.web.app import create_app, create_asgi
 from hotelchat.logs import configure_logging
 
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format)
-app = create_app(settings)
+app = create_asgi(create_app(settings))

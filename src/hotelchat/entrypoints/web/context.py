@@ -7,6 +7,7 @@ from quart import current_app
 from hotelchat.bootstrap import Container
 
 EXTENSION = "hotelchat"
+SOCKETIO = "socketio"
 
 
 def container() -> Container:

@@ -16,6 +16,7 @@ from hotelchat.domain.errors import (
     NotFound,
     PayloadTooLarge,
     TemporaryFailure,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -29,6 +30,7 @@ HTTP_STATUS: dict[type[HotelChatError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooManyRequests: 429,
     Unavailable: 503,
     TemporaryFailure: 503,
 }

@@ -1,0 +1,101 @@
+"""Socket.IO through python-socketio, fanned out across processes by Redis.
+
+Every web process runs an `AsyncServer` whose `AsyncRedisManager` relays emits to the other web
+processes; workers emit through a write-only manager on the same Redis channel.
+https://python-socketio.readthedocs.io/en/stable/server.html#emitting-from-external-processes
+
+Emits are best effort by design: the Redis manager gives up after two failed publishes, so events
+carry ids and small payloads, and every client catches up by its last-seen message id when it
+(re)connects. An emit never waits more than `EMIT_TIMEOUT` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import socketio
+import structlog
+
+from hotelchat.observability import metrics
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "hotelchat-socketio"
+EMIT_TIMEOUT = 2.0
+# Largest message a client may send us (engine.io's default is 1 MB).
+MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
+
+
+def create_server(*, redis_url: str, allowed_origins: list[str]) -> socketio.AsyncServer:
+    """The Socket.IO server a web process mounts. Only `allowed_origins` may connect from a
+    browser (a cross-site page cannot open a socket with an agent's cookie)."""
+    manager = socketio.AsyncRedisManager(
+        redis_url,
+        channel=CHANNEL,
+        redis_options={"health_check_interval": 30, "socket_connect_timeout": 3},
+    )
+    return socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=manager,
+        cors_allowed_origins=allowed_origins,
+        ping_interval=20,
+        ping_timeout=20,
+        max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+async def close_server(server: socketio.AsyncServer) -> None:
+    """Stop the server's Redis listener and close its connections (process shutdown)."""
+    manager = server.manager
+    listener = getattr(manager, "thread", None)
+    if isinstance(listener, asyncio.Task) and not listener.done():
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+    redis = getattr(manager, "redis", None)
+    if redis is not None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(EMIT_TIMEOUT):
+                await redis.aclose()
+
+
+def create_emitter(redis_url: str) -> socketio.AsyncRedisManager:
+    """A write-only manager for processes that emit but serve no sockets (workers)."""
+    return socketio.AsyncRedisManager(
+        redis_url,
+        channel=CHANNEL,
+        write_only=True,
+        redis_options={"socket_timeout": EMIT_TIMEOUT, "socket_connect_timeout": EMIT_TIMEOUT},
+    )
+
+
+class SocketIOEvents:
+    """`services.ports.Events` over a Socket.IO server or a write-only manager."""
+
+    def __init__(self, emitter: Any) -> None:
+        self._emitter = emitter
+
+    async def emit(
+        self, event: str, payload: Mapping[str, object], *, room: str, namespace: str
+    ) -> None:
+        """Emit `event` to `room`; failures are logged, never raised."""
+        try:
+            async with asyncio.timeout(EMIT_TIMEOUT):
+                await self._emitter.emit(event, dict(payload), room=room, namespace=namespace)
+        except Exception as exc:  # noqa: BLE001 - best effort by contract; clients resync
+            log.warning("realtime.emit_failed", event=event, error_class=type(exc).__name__)
+            return
+        metrics.SOCKET_EMITTED.labels(namespace, event).inc()
+
+    async def close(self) -> None:
+        """Close a write-only manager's Redis connection (a server closes its own)."""
+        if isinstance(self._emitter, socketio.AsyncRedisManager):
+            redis = getattr(self._emitter, "redis", None)
+            if redis is not None:
+                async with asyncio.timeout(EMIT_TIMEOUT):
+                    await redis.aclose()

@@ -1,0 +1,226 @@
+"""Socket.IO namespaces: `/agent` for the dashboard, `/guest` for the web chat.
+
+Every connection is authenticated when it connects: agents by their session cookie, guests by
+their signed token (`auth: {token}`). Rooms come from that identity, never from the client: an
+agent is put in their hotel's room, and in a conversation's room only after the server found that
+conversation in the agent's hotel; a guest is put in their own conversation's room.
+
+Client events are validated (type, size, fields) and answered through the ack: `{"ok": true}` or
+`{"error": <code>}`. A client that misses events (a dropped connection, a Redis restart) catches
+up by fetching messages after its last-seen id; the events only say that something changed.
+
+Presence: each agent socket is online or away (the page reports when its tab is hidden);
+`presence` events to the hotel's room carry the agent's id, name and status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+import socketio
+import structlog
+
+from hotelchat.bootstrap import Container
+from hotelchat.domain.conversation import (
+    AGENT_NAMESPACE,
+    GUEST_NAMESPACE,
+    conversation_room,
+    guest_room,
+    hotel_room,
+)
+from hotelchat.domain.errors import HotelChatError, NotFound, Unauthenticated
+from hotelchat.domain.model import Channel
+from hotelchat.entrypoints.web.security import SESSION_COOKIE
+from hotelchat.observability import metrics
+from hotelchat.services import auth, webchat
+
+log = structlog.get_logger(__name__)
+
+MAX_ID = 2**62
+TYPING_EVERY = 1.0  # seconds: typing events from one socket are forwarded at most this often
+
+
+def _cookie(environ: dict[str, Any], name: str) -> str | None:
+    raw = environ.get("HTTP_COOKIE", "")
+    if not raw or len(raw) > 8192:
+        return None
+    try:
+        jar = SimpleCookie(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
+
+
+def _conversation_id(data: object) -> int | None:
+    if not isinstance(data, dict) or len(data) > 4:
+        return None
+    value = data.get("conversation_id")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_ID:
+        return None
+    return value
+
+
+class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The dashboard's live channel."""
+
+    def __init__(self, container: Callable[[], Container]) -> None:
+        super().__init__(AGENT_NAMESPACE)
+        self._container = container
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
+        metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "connect").inc()
+        deps = self._container().deps
+        try:
+            session = await auth.session_for(deps, _cookie(environ, SESSION_COOKIE))
+        except Unauthenticated:
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        await self.save_session(
+            sid,
+            {
+                "agent_id": session.agent_id,
+                "name": session.display_name,
+                "hotel_id": session.hotel_id,
+                "token": _cookie(environ, SESSION_COOKIE),
+                "watching": None,
+                "channel": None,
+                "typed_at": 0.0,
+                "status": "online",
+            },
+        )
+        await self.enter_room(sid, hotel_room(session.hotel_id))
+        metrics.SOCKET_CLIENTS.labels(AGENT_NAMESPACE).inc()
+        await self._presence(sid, "online")
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        metrics.SOCKET_CLIENTS.labels(AGENT_NAMESPACE).dec()
+        with contextlib.suppress(KeyError):
+            await self._presence(sid, "offline")
+
+    async def on_watch(self, sid: str, data: object) -> dict[str, Any]:
+        """Follow one conversation of the agent's hotel: `{conversation_id}`."""
+        metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "watch").inc()
+        conversation_id = _conversation_id(data)
+        if conversation_id is None:
+            return {"error": "invalid"}
+        state = await self.get_session(sid)
+        deps = self._container().deps
+        try:
+            # The session is checked again: a logged-out agent's socket watches nothing more.
+            session = await auth.session_for(deps, state["token"])
+        except Unauthenticated:
+            await self.disconnect(sid)
+            return {"error": "unauthorized"}
+        summary = await deps.inbox.conversation(session.hotel_id, conversation_id)
+        if summary is None or session.hotel_id != state["hotel_id"]:
+            return {"error": "not_found"}
+        if state["watching"] is not None:
+            await self.leave_room(sid, conversation_room(state["watching"]))
+        await self.enter_room(sid, conversation_room(conversation_id))
+        state["watching"], state["channel"] = conversation_id, summary.channel.value
+        await self.save_session(sid, state)
+        return {"ok": True}
+
+    async def on_unwatch(self, sid: str, data: object = None) -> dict[str, Any]:
+        metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "unwatch").inc()
+        state = await self.get_session(sid)
+        if state["watching"] is not None:
+            await self.leave_room(sid, conversation_room(state["watching"]))
+            state["watching"] = None
+            await self.save_session(sid, state)
+        return {"ok": True}
+
+    async def on_typing(self, sid: str, data: object) -> dict[str, Any]:
+        """The agent is typing in the conversation they watch (throttled)."""
+        metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "typing").inc()
+        conversation_id = _conversation_id(data)
+        state = await self.get_session(sid)
+        if conversation_id is None:
+            return {"error": "invalid"}
+        if conversation_id != state["watching"]:
+            return {"error": "not_watching"}
+        now = time.monotonic()
+        if now - state["typed_at"] < TYPING_EVERY:
+            return {"ok": True}
+        state["typed_at"] = now
+        await self.save_session(sid, state)
+        payload = {"conversation_id": conversation_id, "agent_id": state["agent_id"],
+                   "name": state["name"]}  # fmt: skip
+        await self.emit("typing", payload, room=conversation_room(conversation_id), skip_sid=sid)
+        if state["channel"] == Channel.WEB.value:
+            await self.server.emit(
+                "typing", {"who": "agent"}, room=guest_room(conversation_id),
+                namespace=GUEST_NAMESPACE,
+            )  # fmt: skip
+        return {"ok": True}
+
+    async def on_presence(self, sid: str, data: object) -> dict[str, Any]:
+        """`{status: "online" | "away"}` from the page (tab shown or hidden)."""
+        metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "presence").inc()
+        if not isinstance(data, dict) or data.get("status") not in ("online", "away"):
+            return {"error": "invalid"}
+        await self._presence(sid, str(data["status"]))
+        return {"ok": True}
+
+    async def _presence(self, sid: str, status: str) -> None:
+        state = await self.get_session(sid)
+        state["status"] = status
+        await self.save_session(sid, state)
+        await self.emit(
+            "presence",
+            {"agent_id": state["agent_id"], "name": state["name"], "status": status},
+            room=hotel_room(state["hotel_id"]),
+        )
+
+
+class GuestNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The web chat's live channel."""
+
+    def __init__(self, container: Callable[[], Container]) -> None:
+        super().__init__(GUEST_NAMESPACE)
+        self._container = container
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
+        metrics.SOCKET_RECEIVED.labels(GUEST_NAMESPACE, "connect").inc()
+        token = auth_data.get("token") if isinstance(auth_data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+        try:
+            guest = await webchat.guest_from_token(self._container().deps, token)
+        except (Unauthenticated, NotFound):
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        except HotelChatError as exc:
+            log.warning("guest_socket.refused", error=exc.code)
+            raise socketio.exceptions.ConnectionRefusedError("unavailable") from None
+        await self.save_session(sid, {"conversation_id": guest.conversation_id, "typed_at": 0.0})
+        await self.enter_room(sid, guest_room(guest.conversation_id))
+        metrics.SOCKET_CLIENTS.labels(GUEST_NAMESPACE).inc()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        metrics.SOCKET_CLIENTS.labels(GUEST_NAMESPACE).dec()
+
+    async def on_typing(self, sid: str, data: object = None) -> dict[str, Any]:
+        """The guest is typing: shown to agents watching their conversation (throttled)."""
+        metrics.SOCKET_RECEIVED.labels(GUEST_NAMESPACE, "typing").inc()
+        state = await self.get_session(sid)
+        now = time.monotonic()
+        if now - state["typed_at"] >= TYPING_EVERY:
+            state["typed_at"] = now
+            await self.save_session(sid, state)
+            await self.server.emit(
+                "typing",
+                {"conversation_id": state["conversation_id"], "guest": True},
+                room=conversation_room(state["conversation_id"]),
+                namespace=AGENT_NAMESPACE,
+            )
+        return {"ok": True}
+
+
+def register(server: socketio.AsyncServer, container: Callable[[], Container]) -> None:
+    """Mount both namespaces on `server`; `container` gives the process's `Container`."""
+    server.register_namespace(AgentNamespace(container))
+    server.register_namespace(GuestNamespace(container))

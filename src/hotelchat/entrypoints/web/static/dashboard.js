@@ -1,0 +1,370 @@
+// HotelChat agent dashboard. Guest and AI text is only ever inserted as text (textContent),
+// never as HTML. Live updates come over Socket.IO; after any (re)connect the page catches up by
+// fetching what it missed since the last message id it has seen, so a dropped connection or a
+// Redis restart loses nothing on screen.
+"use strict";
+
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const me = Number(document.getElementById("me").dataset.agentId);
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    filter: "",
+    conversations: new Map(), // id -> summary
+    open: null, // conversation id
+    lastSeen: 0, // last message id shown in the open conversation
+    firstSeen: null,
+    typingTimer: null,
+    lastTyped: 0,
+  };
+
+  const LABELS = {
+    ai: "AI answering",
+    needs_human: "Needs a human",
+    agent: "With an agent",
+    resolved: "Resolved",
+  };
+  const TICKS = {
+    pending: "🕓", sending: "🕓", accepted: "✓", queued: "✓", sent: "✓",
+    delivered: "✓✓", read: "✓✓ read", failed: "⚠ failed", undelivered: "⚠ not delivered",
+  };
+
+  async function api(method, path, body) {
+    const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.headers["X-CSRF-Token"] = csrf;
+      options.body = JSON.stringify(body);
+    } else if (method !== "GET") {
+      options.headers["X-CSRF-Token"] = csrf;
+    }
+    const response = await fetch(path, options);
+    if (response.status === 401) {
+      window.location.assign("/login");
+      throw new Error("logged out");
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  function showError(message) {
+    const box = $("error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function time(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // --- conversation list ------------------------------------------------------------------
+
+  function renderList() {
+    const list = $("conversations");
+    const rows = [...state.conversations.values()]
+      .filter((c) => !state.filter || c.state === state.filter)
+      .sort((a, b) => (a.last_message_at < b.last_message_at ? 1 : -1));
+    list.replaceChildren(...rows.map(renderRow));
+    $("empty-list").hidden = rows.length > 0;
+  }
+
+  function renderRow(c) {
+    const item = el("li", "conversation-row" + (c.id === state.open ? " open" : ""));
+    item.dataset.id = c.id;
+    item.tabIndex = 0;
+    const top = el("div", "row-top");
+    top.append(el("span", "guest", c.guest_name || c.guest_phone || "Guest"));
+    top.append(el("span", `channel ${c.channel}`, c.channel === "whatsapp" ? "WhatsApp" : "Web"));
+    if (c.unread > 0) top.append(el("span", "unread", c.unread));
+    const bottom = el("div", "row-bottom");
+    bottom.append(el("span", `badge state-${c.state}`, LABELS[c.state] || c.state));
+    bottom.append(el("span", "preview", c.preview));
+    bottom.append(el("span", "when", time(c.last_message_at)));
+    item.append(top, bottom);
+    item.addEventListener("click", () => openConversation(c.id));
+    item.addEventListener("keydown", (e) => { if (e.key === "Enter") openConversation(c.id); });
+    return item;
+  }
+
+  async function loadList() {
+    const data = await api("GET", "/api/conversations?limit=200");
+    state.conversations = new Map(data.conversations.map((c) => [c.id, c]));
+    renderList();
+    if (state.open && state.conversations.has(state.open)) renderHead(state.conversations.get(state.open));
+  }
+
+  // --- one conversation ---------------------------------------------------------------------
+
+  function renderHead(c) {
+    $("guest-name").textContent = c.guest_name || c.guest_phone || "Guest";
+    $("guest-channel").textContent = c.channel === "whatsapp" ? "WhatsApp" : "Web chat";
+    $("guest-phone").textContent = c.channel === "whatsapp" && c.guest_phone ? c.guest_phone : "";
+    const state_ = $("state");
+    state_.textContent = LABELS[c.state] || c.state;
+    state_.className = `badge state-${c.state}`;
+    $("owner").textContent = c.state === "agent" && c.assigned_agent_name ? `· ${c.assigned_agent_name}` : "";
+    const handoff = $("handoff");
+    handoff.hidden = !(c.state === "needs_human" && c.handoff_reason);
+    handoff.textContent = c.handoff_reason ? `Handed to staff: ${c.handoff_reason}` : "";
+    renderWindow(c);
+    const mine = c.state === "agent" && c.assigned_agent_id === me;
+    const byOther = c.state === "agent" && c.assigned_agent_id !== me;
+    for (const button of document.querySelectorAll(".actions button")) {
+      const action = button.dataset.action;
+      button.hidden =
+        (action === "takeover" && (mine || c.state === "resolved")) ||
+        (action === "handback" && (c.state === "ai" || c.state === "resolved")) ||
+        (action === "resolve" && c.state === "resolved") ||
+        (action === "reopen" && c.state !== "resolved");
+      button.disabled = byOther && action !== "reopen";
+    }
+    $("send").disabled = byOther;
+  }
+
+  function renderWindow(c) {
+    const box = $("window");
+    if (c.channel !== "whatsapp") { box.textContent = ""; return; }
+    if (!c.window_closes_at) { box.textContent = "· WhatsApp window closed"; return; }
+    const left = new Date(c.window_closes_at) - new Date();
+    if (left <= 0) { box.textContent = "· WhatsApp 24-hour window closed: the guest must write first"; return; }
+    const hours = Math.floor(left / 3600000);
+    const minutes = Math.floor((left % 3600000) / 60000);
+    box.textContent = `· WhatsApp window closes in ${hours} h ${minutes} min`;
+  }
+
+  function renderMessage(m) {
+    const who = m.direction === "internal" ? "note" : m.author;
+    const item = el("li", `bubble ${who}`);
+    item.dataset.id = m.id;
+    const meta = el("div", "meta");
+    const label =
+      m.direction === "internal" ? `Internal note · ${m.agent_name || "agent"}` :
+      m.author === "guest" ? "Guest" :
+      m.author === "agent" ? (m.agent_name || "Agent") :
+      m.author === "ai" ? (m.responder === "knowledge_base" ? "AI (knowledge base)" : "AI") : "System";
+    meta.append(el("span", "who", label), el("span", "when", time(m.created_at)));
+    if (m.direction === "outbound") meta.append(el("span", `tick status-${m.status}`, TICKS[m.status] || m.status));
+    item.append(meta, el("div", "text", m.body));
+    return item;
+  }
+
+  function addMessages(messages, { prepend = false } = {}) {
+    const list = $("messages");
+    const nodes = [];
+    for (const m of messages) {
+      if (list.querySelector(`li[data-id="${m.id}"]`)) continue;
+      nodes.push(renderMessage(m));
+      state.lastSeen = Math.max(state.lastSeen, m.id);
+      state.firstSeen = state.firstSeen === null ? m.id : Math.min(state.firstSeen, m.id);
+    }
+    if (prepend) list.prepend(...nodes); else list.append(...nodes);
+    if (!prepend) $("timeline").scrollTop = $("timeline").scrollHeight;
+  }
+
+  async function catchUp() {
+    if (!state.open) return;
+    const id = state.open;
+    const data = await api("GET", `/api/conversations/${id}/messages?after=${state.lastSeen}&limit=100`);
+    if (state.open !== id) return;
+    addMessages(data.messages);
+    if (data.messages.length === 100) return catchUp();
+    if (data.messages.length) {
+      api("POST", `/api/conversations/${id}/read`, { up_to: state.lastSeen }).catch(() => {});
+    }
+  }
+
+  async function openConversation(id) {
+    state.open = id;
+    state.lastSeen = 0;
+    state.firstSeen = null;
+    $("messages").replaceChildren();
+    $("streaming").hidden = true;
+    $("typing").hidden = true;
+    showError("");
+    $("placeholder").hidden = true;
+    $("conversation").hidden = false;
+    history.replaceState(null, "", `/dashboard?c=${id}`);
+    const summary = await api("GET", `/api/conversations/${id}`);
+    state.conversations.set(id, summary);
+    renderHead(summary);
+    renderList();
+    if (socket.connected) socket.emit("watch", { conversation_id: id });
+    const data = await api("GET", `/api/conversations/${id}/messages?limit=50`);
+    addMessages(data.messages);
+    $("older").hidden = data.messages.length < 50;
+    if (data.messages.length) {
+      api("POST", `/api/conversations/${id}/read`, { up_to: state.lastSeen }).catch(() => {});
+    }
+  }
+
+  async function loadOlder() {
+    if (!state.open || state.firstSeen === null) return;
+    const data = await api("GET", `/api/conversations/${state.open}/messages?before=${state.firstSeen}&limit=50`);
+    addMessages(data.messages, { prepend: true });
+    $("older").hidden = data.messages.length < 50;
+  }
+
+  // --- agent actions ------------------------------------------------------------------------
+
+  async function submit(kind) {
+    const text = $("body").value.trim();
+    if (!text || !state.open) return;
+    const clientId = crypto.randomUUID();
+    const path = `/api/conversations/${state.open}/${kind === "note" ? "notes" : "messages"}`;
+    $("send").disabled = $("note").disabled = true;
+    try {
+      // A retry with the same client id stores the message once.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const result = await api("POST", path, { body: text, client_id: clientId });
+          if (result.conversation) {
+            state.conversations.set(state.open, result.conversation);
+            renderHead(result.conversation);
+            renderList();
+          }
+          break;
+        } catch (error) {
+          if (attempt >= 2 || !(error instanceof TypeError)) throw error;
+          await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+        }
+      }
+      $("body").value = "";
+      showError("");
+      await catchUp();
+    } catch (error) {
+      showError(error.message);
+    } finally {
+      $("send").disabled = $("note").disabled = false;
+    }
+  }
+
+  async function act(action) {
+    if (!state.open) return;
+    try {
+      const summary = await api("POST", `/api/conversations/${state.open}/${action}`);
+      state.conversations.set(summary.id, summary);
+      renderHead(summary);
+      renderList();
+      showError("");
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  // --- live updates ---------------------------------------------------------------------------
+
+  const socket = io("/agent", { transports: ["websocket"], withCredentials: true });
+  const presence = new Map();
+
+  function setConnection(text, online) {
+    const box = $("connection");
+    box.textContent = text;
+    box.dataset.state = online ? "online" : "offline";
+  }
+
+  socket.on("connect", async () => {
+    setConnection("live", true);
+    socket.emit("presence", { status: document.hidden ? "away" : "online" });
+    if (state.open) socket.emit("watch", { conversation_id: state.open });
+    try {
+      await loadList();
+      await catchUp();
+    } catch (error) {
+      showError(error.message);
+    }
+  });
+  socket.on("disconnect", () => setConnection("reconnecting…", false));
+  socket.on("connect_error", () => setConnection("offline, retrying…", false));
+
+  socket.on("conversation", (c) => {
+    state.conversations.set(c.id, { ...state.conversations.get(c.id), ...c });
+    renderList();
+    if (c.id === state.open) renderHead(state.conversations.get(c.id));
+  });
+  socket.on("message", (event) => {
+    if (event.conversation_id === state.open) catchUp().catch((e) => showError(e.message));
+  });
+  socket.on("status", (event) => {
+    if (event.conversation_id !== state.open) return;
+    const item = $("messages").querySelector(`li[data-id="${event.id}"] .tick`);
+    if (item) {
+      item.textContent = TICKS[event.status] || event.status;
+      item.className = `tick status-${event.status}`;
+    }
+  });
+  socket.on("ai_delta", (event) => {
+    if (event.conversation_id !== state.open) return;
+    const box = $("streaming");
+    if (box.hidden) { box.textContent = ""; box.hidden = false; }
+    box.textContent += event.text;
+    $("timeline").scrollTop = $("timeline").scrollHeight;
+  });
+  for (const name of ["ai_done", "ai_aborted"]) {
+    socket.on(name, (event) => {
+      if (event.conversation_id === state.open) $("streaming").hidden = true;
+    });
+  }
+  socket.on("typing", (event) => {
+    if (event.conversation_id !== state.open) return;
+    const box = $("typing");
+    box.textContent = event.guest ? "The guest is typing…" : `${event.name} is typing…`;
+    box.hidden = false;
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(() => { box.hidden = true; }, 3000);
+  });
+  socket.on("presence", (event) => {
+    if (event.status === "offline") presence.delete(event.agent_id);
+    else presence.set(event.agent_id, event);
+    $("presence").textContent = [...presence.values()]
+      .map((p) => `${p.name} (${p.status})`).join(", ");
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (socket.connected) socket.emit("presence", { status: document.hidden ? "away" : "online" });
+  });
+
+  // --- wiring ---------------------------------------------------------------------------------
+
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); submit("reply"); });
+  $("note").addEventListener("click", () => submit("note"));
+  $("older").addEventListener("click", () => loadOlder().catch((e) => showError(e.message)));
+  $("body").addEventListener("input", () => {
+    const now = Date.now();
+    if (state.open && socket.connected && now - state.lastTyped > 1500) {
+      state.lastTyped = now;
+      socket.emit("typing", { conversation_id: state.open });
+    }
+  });
+  $("body").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit("reply"); }
+  });
+  for (const button of document.querySelectorAll(".actions button")) {
+    button.addEventListener("click", () => act(button.dataset.action));
+  }
+  for (const button of document.querySelectorAll(".filters button")) {
+    button.addEventListener("click", () => {
+      state.filter = button.dataset.filter;
+      for (const other of document.querySelectorAll(".filters button")) other.classList.toggle("active", other === button);
+      renderList();
+    });
+  }
+  $("hotel-select").addEventListener("change", () => $("hotel-switch").submit());
+  setInterval(() => {
+    if (state.open && state.conversations.has(state.open)) renderWindow(state.conversations.get(state.open));
+  }, 60000);
+
+  const initial = Number(new URLSearchParams(location.search).get("c"));
+  loadList()
+    .then(() => { if (initial) return openConversation(initial); })
+    .catch((error) => showError(error.message));
+})();

@@ -1,0 +1,128 @@
+"""The realtime events services send after a change is committed, and their payloads.
+
+Events carry ids and small payloads; clients fetch what they need by id and catch up by their
+last-seen message id after a reconnect, so a lost event costs nothing but a moment's delay.
+
+Agent namespace (`/agent`):
+- `conversation` to the hotel's room: a list row (state, unread count, preview of ≤120 chars).
+- `message` to the conversation's room: `{conversation_id, id}` of a new timeline entry.
+- `status` to the conversation's room: `{conversation_id, id, status}`, a delivery tick.
+- `ai_delta` / `ai_done` / `ai_aborted` to the conversation's room: a reply being generated.
+Guest namespace (`/guest`), to the guest's room: `message {id}`, `ai_delta`, `ai_done`,
+`ai_aborted`.
+"""
+
+from __future__ import annotations
+
+from hotelchat.domain.conversation import (
+    AGENT_NAMESPACE,
+    GUEST_NAMESPACE,
+    conversation_room,
+    guest_room,
+    hotel_room,
+)
+from hotelchat.domain.model import Channel, DeliveryStatus
+from hotelchat.services.ports import ConversationSummary, Deps
+
+
+def summary_payload(summary: ConversationSummary) -> dict[str, object]:
+    """A conversation list row as JSON-ready data."""
+    return {
+        "id": summary.id,
+        "channel": summary.channel.value,
+        "state": summary.state.value,
+        "assigned_agent_id": summary.assigned_agent_id,
+        "assigned_agent_name": summary.assigned_agent_name,
+        "guest_name": summary.guest_name,
+        "guest_phone": summary.guest_phone,
+        "guest_language": summary.guest_language,
+        "last_message_at": summary.last_message_at.isoformat(),
+        "last_inbound_at": summary.last_inbound_at.isoformat() if summary.last_inbound_at else None,
+        "preview": summary.preview,
+        "preview_author": summary.preview_author.value if summary.preview_author else None,
+        "unread": summary.unread,
+        "handoff_reason": summary.handoff_reason,
+        "awaiting_human_since": (
+            summary.awaiting_human_since.isoformat() if summary.awaiting_human_since else None
+        ),
+    }
+
+
+async def conversation_changed(deps: Deps, summary: ConversationSummary) -> None:
+    """Tell the hotel's agents that a list row changed."""
+    await deps.events.emit(
+        "conversation",
+        summary_payload(summary),
+        room=hotel_room(summary.hotel_id),
+        namespace=AGENT_NAMESPACE,
+    )
+
+
+async def conversation_touched(deps: Deps, hotel_id: int, conversation_id: int) -> None:
+    """Re-read a conversation's list row and send it (after a change made elsewhere)."""
+    summary = await deps.inbox.conversation(hotel_id, conversation_id)
+    if summary is not None:
+        await conversation_changed(deps, summary)
+
+
+async def message_added(
+    deps: Deps,
+    hotel_id: int,
+    conversation_id: int,
+    message_id: int,
+    *,
+    guest_channel: Channel | None,
+) -> None:
+    """Tell the conversation's watchers about a new timeline entry, and the web-chat guest too
+    when `guest_channel` is WEB (never for internal notes: pass None)."""
+    await deps.events.emit(
+        "message",
+        {"conversation_id": conversation_id, "id": message_id},
+        room=conversation_room(conversation_id),
+        namespace=AGENT_NAMESPACE,
+    )
+    if guest_channel is Channel.WEB:
+        await deps.events.emit(
+            "message",
+            {"id": message_id},
+            room=guest_room(conversation_id),
+            namespace=GUEST_NAMESPACE,
+        )
+    await conversation_touched(deps, hotel_id, conversation_id)
+
+
+async def status_changed(
+    deps: Deps, conversation_id: int, message_id: int, status: DeliveryStatus
+) -> None:
+    """A delivery tick for the conversation's watchers."""
+    await deps.events.emit(
+        "status",
+        {"conversation_id": conversation_id, "id": message_id, "status": status.value},
+        room=conversation_room(conversation_id),
+        namespace=AGENT_NAMESPACE,
+    )
+
+
+async def ai_event(
+    deps: Deps,
+    event: str,
+    conversation_id: int,
+    reply_to: int,
+    *,
+    channel: Channel,
+    text: str | None = None,
+    seq: int | None = None,
+) -> None:
+    """`ai_delta` (a chunk of `text`, numbered `seq`), `ai_done` or `ai_aborted` for a reply
+    being generated, to agents watching and to a web-chat guest."""
+    payload: dict[str, object] = {"conversation_id": conversation_id, "reply_to": reply_to}
+    if text is not None:
+        payload |= {"text": text, "seq": seq}
+    await deps.events.emit(
+        event, payload, room=conversation_room(conversation_id), namespace=AGENT_NAMESPACE
+    )
+    if channel is Channel.WEB:
+        guest_payload = {k: v for k, v in payload.items() if k != "conversation_id"}
+        await deps.events.emit(
+            event, guest_payload, room=guest_room(conversation_id), namespace=GUEST_NAMESPACE
+        )
