@@ -64,6 +64,7 @@ SOCKET_EMITTED = Counter(
 )
 
 # --- Jobs (arq) ---------------------------------------------------------------------------------
+# The label is `job_name`: `job` is Prometheus's own target label and would be renamed on scrape.
 QUEUE_DEPTH = Gauge(
     "hotelchat_queue_depth",
     "Jobs waiting in the queue, sampled by the workers.",
@@ -78,20 +79,20 @@ QUEUE_OLDEST_AGE = Gauge(
 )
 JOB_WAIT = Histogram(
     "hotelchat_job_queue_wait_seconds",
-    "Time from a job being enqueued (or becoming due) to its start, by job.",
-    ["job"],
+    "Time from a job being enqueued (or becoming due) to its start, by job name.",
+    ["job_name"],
     buckets=WAIT,
 )
 JOB_DURATION = Histogram(
     "hotelchat_job_duration_seconds",
     "Run time of one job attempt, by job.",
-    ["job"],
+    ["job_name"],
     buckets=SLOW,
 )
 JOBS = Counter(
     "hotelchat_jobs_total",
     "Job attempts finished, by job and outcome (success, retry, failed).",
-    ["job", "outcome"],
+    ["job_name", "outcome"],
 )
 
 # --- AI -----------------------------------------------------------------------------------------
