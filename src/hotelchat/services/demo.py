@@ -95,6 +95,87 @@ HOTELS = (
                 "The Olivo restaurant serves dinner from 19:30 to 23:00. Reservations "
                 "are recommended at weekends.",
             ),
+            (
+                "Early check-in",
+                "Early check-in from 11:00 costs EUR 25, subject to availability; ask at "
+                "reception on the day. Until your room is ready you can use the pools and the "
+                "changing room next to the gym.",
+            ),
+            (
+                "Laundry",
+                "Put clothes in the laundry bag in your wardrobe and call reception before 10:00 "
+                "to have them back at 18:00 the same day; a shirt costs EUR 6. Self-service "
+                "washing machines are on the lower ground floor, EUR 4 per wash.",
+            ),
+            (
+                "Room service",
+                "Room service is available from 11:00 to 23:30: dial 30 from your room phone. "
+                "The menu is in the folder on your desk; delivery costs EUR 5 per order.",
+            ),
+            (
+                "Kids club",
+                "The Amapolitos kids club is free for children aged 4 to 12, daily from 10:00 to "
+                "13:00 and 16:00 to 19:00, with games, crafts and a mini disco. It is next to the "
+                "outdoor pool; register your children at reception.",
+            ),
+            (
+                "Babysitting",
+                "A qualified babysitter can look after your children in your room for EUR 15 per "
+                "hour, with a minimum of 3 hours. Book at reception at least 24 hours ahead.",
+            ),
+            (
+                "Accessibility",
+                "Six rooms are adapted for wheelchair users, with roll-in showers and grab bars. "
+                "All public areas have step-free access and lifts, and the outdoor pool has a "
+                "hoist.",
+            ),
+            (
+                "Beach",
+                "The beach is 150 m away through the garden gate. Sun loungers and umbrellas in "
+                "the hotel's beach area are free for guests from 10:00 to 19:00; beach towels "
+                "are lent at the kiosk by the gate against your room card.",
+            ),
+            (
+                "Dress code",
+                "For dinner in the Olivo restaurant we ask for smart casual dress: no swimwear, "
+                "bare chests or beach sandals. Long trousers are not required.",
+            ),
+            (
+                "Dietary needs and allergies",
+                "Tell the waiter about any allergy or intolerance; the chef cooks gluten-free, "
+                "lactose-free, nut-free, vegetarian and vegan dishes on request. Every menu lists "
+                "the allergens in each dish.",
+            ),
+            (
+                "Safe deposit box",
+                "Every room has a free electronic safe in the wardrobe that fits a 15-inch "
+                "laptop; you set your own 4-digit code. Larger valuables can be kept in the safe "
+                "deposit boxes at reception.",
+            ),
+            (
+                "Doctor and pharmacy",
+                "In an emergency call 112, or dial 9 for reception at any hour. A doctor who "
+                "speaks English and German visits rooms for EUR 120; Farmacia Central, 300 m "
+                "away on Avenida del Mar, is open from 9:00 to 21:00.",
+            ),
+            (
+                "Taxis and bike hire",
+                "Reception calls a taxi for you at any hour; a ride to Marbella old town costs "
+                "about EUR 12. Bikes cost EUR 15 and scooters EUR 35 per day at the rental desk "
+                "in the lobby, helmets included.",
+            ),
+            (
+                "Payments and currency exchange",
+                "We accept Visa, Mastercard, American Express and cash in euros; a deposit of EUR "
+                "100 is held on your card at check-in. We do not exchange currency, but there is "
+                "a cash machine in the lobby.",
+            ),
+            (
+                "Quiet hours",
+                "Quiet hours are from 23:00 to 8:00, when the pool bar music stops. If your "
+                "neighbours are loud, dial 9 and the night manager will deal with it; free "
+                "earplugs are available at reception.",
+            ),
             *((title, body.format(wifi="Amapola-Guest")) for title, body in _COMMON),
         ),
     ),
