@@ -49,6 +49,22 @@ def create_server(*, redis_url: str, allowed_origins: list[str]) -> socketio.Asy
     )
 
 
+async def start_server(server: socketio.AsyncServer, timeout: float = 3.0) -> None:
+    """Start the server's Redis listener now rather than at the first client connection, and
+    wait (at most `timeout` seconds) until it has connected, so that emits made before any
+    client connects share its connection instead of opening one the listener then drops."""
+    if server.manager_initialized:
+        return
+    server.manager_initialized = True
+    server.manager.initialize()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not getattr(server.manager, "connected", True):
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("realtime.listener_slow")
+            return
+        await asyncio.sleep(0.01)
+
+
 async def close_server(server: socketio.AsyncServer) -> None:
     """Stop the server's Redis listener and close its connections (process shutdown)."""
     manager = server.manager
@@ -57,11 +73,12 @@ async def close_server(server: socketio.AsyncServer) -> None:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await listener
-    redis = getattr(manager, "redis", None)
-    if redis is not None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(EMIT_TIMEOUT):
-                await redis.aclose()
+    for attribute in ("pubsub", "redis"):
+        connection = getattr(manager, attribute, None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(EMIT_TIMEOUT):
+                    await connection.aclose()
 
 
 def create_emitter(redis_url: str) -> socketio.AsyncRedisManager:

@@ -40,6 +40,7 @@ class Fault:
     `status` with `code` and `error_type`: answer with that error (and `retry_after_ms`).
     `delay`: wait this many seconds first (longer than the client's timeout = a timeout).
     `break_stream_after`: stream this many content chunks, then drop the connection.
+    `chunk_delay`: seconds between streamed chunks (a slow model).
     """
 
     status: int | None = None
@@ -48,6 +49,7 @@ class Fault:
     delay: float = 0.0
     retry_after_ms: int | None = None
     break_stream_after: int | None = None
+    chunk_delay: float = 0.0
 
 
 RATE_LIMITED = Fault(
@@ -200,6 +202,7 @@ class OpenAIEmulator:
                 request, text, completion_id, created, model,
                 usage=(prompt_tokens, completion_tokens) if include_usage else None,
                 break_after=fault.break_stream_after if fault else None,
+                chunk_delay=fault.chunk_delay if fault else 0.0,
             )  # fmt: skip
         return web.json_response(
             {
@@ -234,6 +237,7 @@ class OpenAIEmulator:
         *,
         usage: tuple[int, int] | None,
         break_after: int | None,
+        chunk_delay: float = 0.0,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -262,7 +266,7 @@ class OpenAIEmulator:
                 request.transport.close()
                 return response
             await response.write(chunk({"content": piece}, None))
-            await asyncio.sleep(0)
+            await asyncio.sleep(chunk_delay)
         await response.write(chunk({}, "stop"))
         if usage is not None:
             body = {

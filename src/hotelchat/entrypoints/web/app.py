@@ -7,7 +7,7 @@ import socketio
 from quart import Quart, Response
 
 from hotelchat import bootstrap
-from hotelchat.adapters.realtime import close_server, create_server
+from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> Quart:
     @app.before_serving
     async def open_container() -> None:
         app.extensions[EXTENSION] = await bootstrap.build(settings, emitter=server)
+        await start_server(server)
 
     @app.after_serving
     async def close_container() -> None:

@@ -16,8 +16,9 @@ Presence: each agent socket is online or away (the page reports when its tab is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -42,6 +43,28 @@ log = structlog.get_logger(__name__)
 
 MAX_ID = 2**62
 TYPING_EVERY = 1.0  # seconds: typing events from one socket are forwarded at most this often
+
+
+Handler = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def answering(handler: Handler) -> Handler:
+    """Every client event gets an answer through its ack: a known failure as its code, anything
+    else as `internal` (logged with its class); a handler never dies silently."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, sid: str, data: object = None) -> dict[str, Any]:
+        try:
+            return await handler(self, sid, data)
+        except HotelChatError as exc:
+            return {"error": exc.code}
+        except Exception as exc:  # the ack must always be answered
+            log.exception(
+                "socket.event_failed", event=handler.__name__, error_class=type(exc).__name__
+            )
+            return {"error": "internal"}
+
+    return wrapper
 
 
 def _cookie(environ: dict[str, Any], name: str) -> str | None:
@@ -101,7 +124,8 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         with contextlib.suppress(KeyError):
             await self._presence(sid, "offline")
 
-    async def on_watch(self, sid: str, data: object) -> dict[str, Any]:
+    @answering
+    async def on_watch(self, sid: str, data: object = None) -> dict[str, Any]:
         """Follow one conversation of the agent's hotel: `{conversation_id}`."""
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "watch").inc()
         conversation_id = _conversation_id(data)
@@ -125,6 +149,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.save_session(sid, state)
         return {"ok": True}
 
+    @answering
     async def on_unwatch(self, sid: str, data: object = None) -> dict[str, Any]:
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "unwatch").inc()
         state = await self.get_session(sid)
@@ -134,7 +159,8 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.save_session(sid, state)
         return {"ok": True}
 
-    async def on_typing(self, sid: str, data: object) -> dict[str, Any]:
+    @answering
+    async def on_typing(self, sid: str, data: object = None) -> dict[str, Any]:
         """The agent is typing in the conversation they watch (throttled)."""
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "typing").inc()
         conversation_id = _conversation_id(data)
@@ -158,7 +184,8 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             )  # fmt: skip
         return {"ok": True}
 
-    async def on_presence(self, sid: str, data: object) -> dict[str, Any]:
+    @answering
+    async def on_presence(self, sid: str, data: object = None) -> dict[str, Any]:
         """`{status: "online" | "away"}` from the page (tab shown or hidden)."""
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "presence").inc()
         if not isinstance(data, dict) or data.get("status") not in ("online", "away"):
@@ -203,6 +230,7 @@ class GuestNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         metrics.SOCKET_CLIENTS.labels(GUEST_NAMESPACE).dec()
 
+    @answering
     async def on_typing(self, sid: str, data: object = None) -> dict[str, Any]:
         """The guest is typing: shown to agents watching their conversation (throttled)."""
         metrics.SOCKET_RECEIVED.labels(GUEST_NAMESPACE, "typing").inc()
