@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         le=20,
         description="Attempts at one reply or send before it is handed to staff.",
     )
+    sweeper_min_age_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="The sweeper (every 15 s) queues again replies and sends left without a job "
+        "for this long (a crash, a Redis outage).",
+    )
     reply_lease_seconds: PositiveSeconds = Field(
         default=90.0,
         description="How long one job owns a reply or a send before another may take it over.",

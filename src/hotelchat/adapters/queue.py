@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 
 from arq.connections import ArqRedis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hotelchat.domain.errors import Unavailable
 
@@ -15,15 +19,23 @@ REPLY_JOB = "reply_to_inbound"
 SEND_JOB = "send_outbound"
 
 
+# A dropped connection or a Redis restart is retried inside the client: 12 attempts with
+# exponential backoff capped at 5 s ride out about a minute of outage (arq's worker loop would
+# otherwise die on the first error). Callers on request paths bound their own wait.
+RETRY = Retry(ExponentialBackoff(cap=5.0, base=0.2), retries=12)
+
+
 def create_redis(url: str, *, timeout: float, max_connections: int = 50) -> ArqRedis:
     """A Redis client (arq's subclass) whose every connect and command is bounded by `timeout`
-    seconds, with at most `max_connections` connections."""
+    seconds, with at most `max_connections` connections, and bounded retries (see `RETRY`)."""
     redis: ArqRedis = ArqRedis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
         max_connections=max_connections,
+        retry=RETRY,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return redis
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,9 +45,18 @@ def create_server(*, redis_url: str, allowed_origins: list[str]) -> socketio.Asy
         ping_interval=20,
         ping_timeout=20,
         max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES,
-        logger=False,
-        engineio_logger=False,
+        # Our own loggers: given `False`, the libraries attach a plain stderr handler of their
+        # own next to our JSON one.
+        logger=_library_logger("socketio.server"),
+        engineio_logger=_library_logger("engineio.server"),
     )
+
+
+def _library_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
 
 
 async def start_server(server: socketio.AsyncServer, timeout: float = 3.0) -> None:

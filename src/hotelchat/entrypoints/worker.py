@@ -3,7 +3,7 @@
 A service raises `TemporaryFailure` for work worth retrying, or `Unavailable` when PostgreSQL or
 Redis does not answer; the worker turns both into arq's `Retry(defer=…)`, bounded by
 `JOB_MAX_TRIES`. Each minute a cron job queues again any reply or
-send that a crash or a queue outage left without a job.
+send that a crash or a queue outage left without a job (every 15 seconds).
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ async def send_outbound(ctx: dict[str, Any], hotel_id: int, message_id: int) -> 
 
 async def requeue_stalled(ctx: dict[str, Any]) -> int:
     """Cron job: queue work left without a job."""
-    return await maintenance.requeue_stalled(_container(ctx).deps)
+    settings: Settings = ctx["settings"]
+    return await maintenance.requeue_stalled(
+        _container(ctx).deps, min_age_seconds=settings.sweeper_min_age_seconds
+    )
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -85,7 +88,9 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
             func(reply_to_inbound, name=REPLY_JOB, keep_result=0, max_tries=tries),
             func(send_outbound, name=SEND_JOB, keep_result=0, max_tries=tries),
         ],
-        cron_jobs=[cron(requeue_stalled, second={0}, run_at_startup=True, keep_result=0)],
+        cron_jobs=[
+            cron(requeue_stalled, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)
+        ],
         redis_pool=redis,
         on_startup=_startup,
         on_shutdown=_shutdown,

@@ -1,7 +1,7 @@
 """Periodic upkeep: queue again the work a crash or a queue outage left behind.
 
 The webhook commits a message before it queues its reply, so a process that dies between the two,
-or a Redis that is down at that moment, leaves a stored message with no job. Every minute the
+or a Redis that is down at that moment, leaves a stored message with no job. Every 15 seconds the
 worker asks PostgreSQL for such messages (no live lease, older than `min_age_seconds`) and queues
 them again; job ids make a duplicate enqueue a no-op.
 """
