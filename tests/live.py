@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import socketio
+from pydantic import AnyHttpUrl
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart
@@ -31,6 +32,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
 class Live:
     url: str
     app: Quart
+    settings: Settings
 
     @property
     def container(self) -> Container:
@@ -39,9 +41,14 @@ class Live:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[Live]:
-    """Serve `create_asgi(create_app(settings))` on 127.0.0.1 until the block ends."""
+async def live_server(settings: Settings, *, own_url: bool = False) -> AsyncIterator[Live]:
+    """Serve `create_asgi(create_app(settings))` on 127.0.0.1 until the block ends. With
+    `own_url`, the server's public URL is its loopback address (as a browser sees it)."""
     port = free_port()
+    if own_url:
+        settings = settings.model_copy(
+            update={"public_base_url": AnyHttpUrl(f"http://127.0.0.1:{port}")}
+        )
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
@@ -60,7 +67,7 @@ async def live_server(settings: Settings) -> AsyncIterator[Live]:
                 pass
             await asyncio.sleep(0.05)
     try:
-        yield Live(url, app)
+        yield Live(url, app, settings)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

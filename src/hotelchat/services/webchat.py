@@ -46,6 +46,14 @@ async def hotel_id_for(deps: Deps, slug: str) -> int:
     return hotel_id
 
 
+async def hotel_name(deps: Deps, slug: str) -> str:
+    """The name a chat page greets with; raises `NotFound`."""
+    profile = await deps.store.hotel_profile(await hotel_id_for(deps, slug))
+    if profile is None:
+        raise NotFound("no such hotel")
+    return profile.name
+
+
 async def start(
     deps: Deps, slug: str, *, token: str | None, name: str | None, client: str
 ) -> GuestSession:

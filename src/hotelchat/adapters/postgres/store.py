@@ -178,6 +178,18 @@ class PostgresStore:
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
+    async def hotel_profile(self, hotel_id: int) -> HotelProfile | None:
+        """What the guest-facing pages may show of the hotel."""
+
+        async def work(conn: Connection) -> HotelProfile | None:
+            row = await conn.fetchrow(
+                f"SELECT {HOTEL_COLUMNS} FROM hotels WHERE id = $1",  # noqa: S608
+                hotel_id,
+            )
+            return None if row is None else _hotel(row)
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
     async def stalled_work(self, *, min_age_seconds: int, limit: int) -> list[StalledWork]:
         """Replies and sends no live job holds, older than `min_age_seconds`; at most `limit`
         of each kind."""

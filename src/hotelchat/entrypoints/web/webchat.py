@@ -41,9 +41,10 @@ async def current_guest(slug: str) -> WebGuest:
 @blueprint.get("/chat/<slug>")
 async def page(slug: str) -> Response:
     """The chat page; embeddable (frame-ancestors *) so hotel websites can frame it."""
-    hotel_id = await webchat.hotel_id_for(container().deps, slug)
-    del hotel_id
-    html = await render_template("chat.html", slug=slug, embedded=request.args.get("embed") == "1")
+    name = await webchat.hotel_name(container().deps, slug)
+    html = await render_template(
+        "chat.html", slug=slug, hotel_name=name, embedded=request.args.get("embed") == "1"
+    )
     return add_page_headers(Response(html, content_type="text/html"), embeddable=True)
 
 

@@ -25,9 +25,21 @@
     resolved: "Resolved",
   };
   const TICKS = {
-    pending: "🕓", sending: "🕓", accepted: "✓", queued: "✓", sent: "✓",
-    delivered: "✓✓", read: "✓✓ read", failed: "⚠ failed", undelivered: "⚠ not delivered",
+    pending: "sending…", sending: "sending…", accepted: "✓", queued: "✓", sent: "✓",
+    delivered: "✓✓", read: "✓✓ read", failed: "failed", undelivered: "not delivered",
   };
+  // Statuses only move forwards (as on the server), whatever order events and fetches arrive in.
+  const RANK = {
+    received: 0, pending: 0, sending: 1, accepted: 2, queued: 3, sent: 4, delivered: 5,
+    undelivered: 6, failed: 6, read: 7,
+  };
+  const statuses = new Map(); // message id -> furthest status seen
+
+  function furthest(id, status) {
+    const known = statuses.get(id);
+    if (known === undefined || RANK[status] > RANK[known]) statuses.set(id, status);
+    return statuses.get(id);
+  }
 
   async function api(method, path, body) {
     const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
@@ -153,7 +165,10 @@
       m.author === "agent" ? (m.agent_name || "Agent") :
       m.author === "ai" ? (m.responder === "knowledge_base" ? "AI (knowledge base)" : "AI") : "System";
     meta.append(el("span", "who", label), el("span", "when", time(m.created_at)));
-    if (m.direction === "outbound") meta.append(el("span", `tick status-${m.status}`, TICKS[m.status] || m.status));
+    if (m.direction === "outbound") {
+      const status = furthest(m.id, m.status);
+      meta.append(el("span", `tick status-${status}`, TICKS[status] || status));
+    }
     item.append(meta, el("div", "text", m.body));
     return item;
   }
@@ -296,10 +311,12 @@
   });
   socket.on("status", (event) => {
     if (event.conversation_id !== state.open) return;
+    // Remembered even if the message is not on screen yet: its fetch may still be on the way.
+    const status = furthest(event.id, event.status);
     const item = $("messages").querySelector(`li[data-id="${event.id}"] .tick`);
     if (item) {
-      item.textContent = TICKS[event.status] || event.status;
-      item.className = `tick status-${event.status}`;
+      item.textContent = TICKS[status] || status;
+      item.className = `tick status-${status}`;
     }
   });
   socket.on("ai_delta", (event) => {
