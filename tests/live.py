@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 import socketio
-from pydantic import AnyHttpUrl
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from pydantic import AnyHttpUrl
 from quart import Quart
 
 from hotelchat.adapters.embedded import free_port

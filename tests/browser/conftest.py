@@ -63,5 +63,5 @@ async def screenshot(page: Page, name: str) -> None:
     """Save `name`.png where HOTELCHAT_SCREENSHOTS points, if it does."""
     folder = os.environ.get("HOTELCHAT_SCREENSHOTS")
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        # Playwright creates the folder itself.
         await page.screenshot(path=str(Path(folder) / f"{name}.png"))

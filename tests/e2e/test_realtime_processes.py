@@ -85,17 +85,21 @@ async def test_two_web_processes_a_worker_and_a_redis_restart(
             await wait_until(agent_reply_sent, 30, "the agent's reply at Twilio")
 
             # Redis restarts while another guest writes (through B).
-            async with aiohttp.ClientSession(timeout=TIMEOUT, headers=headers) as http:
-                async with http.get(f"{web_a}/api/conversations") as response:
-                    seen = {c["id"]: c for c in (await response.json())["conversations"]}
+            async with (
+                aiohttp.ClientSession(timeout=TIMEOUT, headers=headers) as http,
+                http.get(f"{web_a}/api/conversations") as response,
+            ):
+                seen = {c["id"]: c for c in (await response.json())["conversations"]}
             redis.stop()
             await whatsapp(web_b, tenant, "Are pets allowed?", BRUNO)
             redis = start_redis(tmp_path / "redis", port=redis.port)
 
             # The client catches up through the API: nothing that arrived meanwhile is lost.
-            async with aiohttp.ClientSession(timeout=TIMEOUT, headers=headers) as http:
-                async with http.get(f"{web_a}/api/conversations") as response:
-                    now = (await response.json())["conversations"]
+            async with (
+                aiohttp.ClientSession(timeout=TIMEOUT, headers=headers) as http,
+                http.get(f"{web_a}/api/conversations") as response,
+            ):
+                now = (await response.json())["conversations"]
             new = [c for c in now if c["id"] not in seen]
             assert [c["preview"] for c in new] == ["Are pets allowed?"]
             # The sweeper queues the reply the outage left without a job; the guest gets it.
