@@ -55,7 +55,8 @@ async def live_server(settings: Settings, *, own_url: bool = False) -> AsyncIter
     config.graceful_timeout = 1
     stop = asyncio.Event()
     app = create_app(settings)
-    task = asyncio.create_task(serve(create_asgi(app), config, shutdown_trigger=stop.wait))
+    asgi = create_asgi(app, trusted_proxy_hops=settings.trusted_proxy_hops)
+    task = asyncio.create_task(serve(asgi, config, shutdown_trigger=stop.wait))
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
         for _ in range(100):
@@ -117,7 +118,7 @@ class Recorder:
 
 
 EVENTS = ("conversation", "message", "status", "ai_delta", "ai_done", "ai_aborted", "typing",
-          "presence")  # fmt: skip
+          "presence", "presence_list")  # fmt: skip
 
 
 @asynccontextmanager

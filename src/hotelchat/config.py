@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         description="Signs session cookies and guest web-chat tokens; at least 32 characters. "
         "`hotelchat dev` generates one under the state folder.",
     )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of HotelChat whose X-Forwarded-For to trust, so login "
+        "throttling sees each client's own address. 0: use the connection's address.",
+    )
     webhook_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger webhooks get 413."
     )

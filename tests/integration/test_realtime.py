@@ -136,9 +136,15 @@ async def test_typing_and_presence_between_agents(
     )
     watch = {"conversation_id": conversation.id}
     async with socket(live.url, "/agent", cookie=cookie) as (ana, ana_events):
-        async with socket(live.url, "/agent", cookie=bo_cookie) as (bo, _bo_events):
+        async with socket(live.url, "/agent", cookie=bo_cookie) as (bo, bo_events):
             online = await ana_events.wait_for("presence", lambda p: p["name"] == "Bo")
             assert online["status"] == "online"
+            # Bo learns at once who was already here.
+            present = await bo_events.wait_for("presence_list")
+            assert {(a["name"], a["status"]) for a in present["agents"]} == {
+                ("Ana", "online"),
+                ("Bo", "online"),
+            }
             assert await ana.call("watch", watch, namespace="/agent") == {"ok": True}
             assert await bo.call("watch", watch, namespace="/agent") == {"ok": True}
             assert await bo.call("typing", watch, namespace="/agent") == {"ok": True}
@@ -217,3 +223,32 @@ async def test_taking_over_stops_a_reply_being_generated(
         await guest_events.wait_for("ai_aborted")
     assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 0
     assert twilio_emulator.sent() == []
+
+
+async def test_behind_a_trusted_proxy_each_client_is_throttled_on_its_own(
+    settings: Settings, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    """Behind a proxy every connection comes from the proxy; X-Forwarded-For (from the one
+    trusted proxy) tells the clients apart, so one client's guessing never locks out others."""
+    import re
+
+    await create_agent(admin, "ana@a.test", [tenant.slug])
+    async with live_server(settings.model_copy(update={"trusted_proxy_hops": 1})) as server:
+
+        async def attempt(http: aiohttp.ClientSession, client: str, email: str) -> int:
+            async with http.get(server.url + "/login") as page:
+                token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+                assert token is not None
+                cookie = page.cookies["hc_login"].value
+            form = {"email": email, "password": "not it at all", "csrf_token": token.group(1)}
+            headers = {"X-Forwarded-For": client, "Cookie": f"hc_login={cookie}"}
+            async with http.post(server.url + "/login", data=form, headers=headers) as response:
+                return response.status
+
+        async with aiohttp.ClientSession(
+            timeout=TIMEOUT, cookie_jar=aiohttp.DummyCookieJar()
+        ) as http:
+            for n in range(30):
+                assert await attempt(http, "203.0.113.7", f"guess{n}@a.test") == 401
+            assert await attempt(http, "203.0.113.7", "guess99@a.test") == 429
+            assert await attempt(http, "198.51.100.20", "ana@a.test") == 401

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import socketio
 import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from hotelchat.observability import metrics
 
@@ -126,3 +130,59 @@ class SocketIOEvents:
             if redis is not None:
                 async with asyncio.timeout(EMIT_TIMEOUT):
                     await redis.aclose()
+
+
+class RedisPresence:
+    """Which agent sockets are connected to a hotel's dashboard, and whether their tab is in
+    view. One Redis hash per hotel (`sid` -> agent, name, status, time); an entry not refreshed
+    within `TTL_SECONDS` (its process died) is dropped when the hotel is next read, so the hash
+    stays as small as the number of connected agents."""
+
+    TTL_SECONDS = 90.0
+
+    def __init__(self, redis: Redis, *, timeout: float) -> None:
+        self._redis = redis
+        self._timeout = timeout
+
+    @staticmethod
+    def _key(hotel_id: int) -> str:
+        return f"hotelchat:presence:{hotel_id}"
+
+    async def set(self, hotel_id: int, sid: str, agent_id: int, name: str, status: str) -> None:
+        entry = json.dumps({"agent_id": agent_id, "name": name, "status": status,
+                            "at": time.time()})  # fmt: skip
+        await self._run(self._set(hotel_id, sid, entry))
+
+    async def _set(self, hotel_id: int, sid: str, entry: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(hotel_id), sid, entry)
+            pipe.expire(self._key(hotel_id), 86400)
+            await pipe.execute()
+
+    async def remove(self, hotel_id: int, sid: str) -> None:
+        await self._run(self._redis.hdel(self._key(hotel_id), sid))
+
+    async def agents(self, hotel_id: int) -> list[dict[str, object]]:
+        """One entry per agent: online if any of their tabs is, else away."""
+        raw = await self._run(self._redis.hgetall(self._key(hotel_id))) or {}
+        fresh: dict[int, dict[str, object]] = {}
+        stale = []
+        for sid, value in raw.items():
+            entry = json.loads(value)
+            if time.time() - entry["at"] > self.TTL_SECONDS:
+                stale.append(sid)
+                continue
+            known = fresh.get(entry["agent_id"])
+            if known is None or entry["status"] == "online":
+                fresh[entry["agent_id"]] = {k: entry[k] for k in ("agent_id", "name", "status")}
+        if stale:
+            await self._run(self._redis.hdel(self._key(hotel_id), *stale))
+        return list(fresh.values())
+
+    async def _run(self, command: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await command
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("presence.unavailable", error_class=type(exc).__name__)
+            return None

@@ -3,7 +3,10 @@ served together as one ASGI app by Hypercorn."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import socketio
+from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response
 
 from hotelchat import bootstrap
@@ -52,6 +55,11 @@ def create_app(settings: Settings) -> Quart:
     return app
 
 
-def create_asgi(app: Quart) -> socketio.ASGIApp:
-    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart."""
-    return socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app)
+def create_asgi(app: Quart, *, trusted_proxy_hops: int = 0) -> Any:
+    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart. Behind
+    `trusted_proxy_hops` proxies, the client address comes from their X-Forwarded-For (the
+    webhooks' signature checks never look at forwarded headers)."""
+    asgi = socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app)
+    if trusted_proxy_hops:
+        return ProxyFixMiddleware(asgi, mode="legacy", trusted_hops=trusted_proxy_hops)
+    return asgi

@@ -11,4 +11,4 @@ from hotelchat.logs import configure_logging
 
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format)
-app = create_asgi(create_app(settings))
+app = create_asgi(create_app(settings), trusted_proxy_hops=settings.trusted_proxy_hops)

@@ -25,6 +25,7 @@ from typing import Any
 import socketio
 import structlog
 
+from hotelchat.adapters.realtime import RedisPresence
 from hotelchat.bootstrap import Container
 from hotelchat.domain.conversation import (
     AGENT_NAMESPACE,
@@ -118,6 +119,9 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.enter_room(sid, hotel_room(session.hotel_id))
         metrics.SOCKET_CLIENTS.labels(AGENT_NAMESPACE).inc()
         await self._presence(sid, "online")
+        # Who was here already: later changes arrive as `presence` events.
+        agents = await self._registry().agents(session.hotel_id)
+        await self.emit("presence_list", {"agents": agents}, to=sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         metrics.SOCKET_CLIENTS.labels(AGENT_NAMESPACE).dec()
@@ -186,17 +190,27 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     @answering
     async def on_presence(self, sid: str, data: object = None) -> dict[str, Any]:
-        """`{status: "online" | "away"}` from the page (tab shown or hidden)."""
+        """`{status: "online" | "away"}` from the page: when its tab is shown or hidden, and
+        every 30 seconds to stay listed."""
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "presence").inc()
         if not isinstance(data, dict) or data.get("status") not in ("online", "away"):
             return {"error": "invalid"}
         await self._presence(sid, str(data["status"]))
         return {"ok": True}
 
+    def _registry(self) -> RedisPresence:
+        container = self._container()
+        return RedisPresence(container.redis, timeout=container.settings.redis_timeout_seconds)
+
     async def _presence(self, sid: str, status: str) -> None:
         state = await self.get_session(sid)
         state["status"] = status
         await self.save_session(sid, state)
+        registry = self._registry()
+        if status == "offline":
+            await registry.remove(state["hotel_id"], sid)
+        else:
+            await registry.set(state["hotel_id"], sid, state["agent_id"], state["name"], status)
         await self.emit(
             "presence",
             {"agent_id": state["agent_id"], "name": state["name"], "status": status},

@@ -339,12 +339,23 @@
     clearTimeout(state.typingTimer);
     state.typingTimer = setTimeout(() => { box.hidden = true; }, 3000);
   });
+  function renderPresence() {
+    $("presence").textContent = [...presence.values()]
+      .map((p) => `${p.name} (${p.status})`).join(", ");
+  }
+  socket.on("presence_list", (event) => {
+    presence.clear();
+    for (const agent of event.agents) presence.set(agent.agent_id, agent);
+    renderPresence();
+  });
   socket.on("presence", (event) => {
     if (event.status === "offline") presence.delete(event.agent_id);
     else presence.set(event.agent_id, event);
-    $("presence").textContent = [...presence.values()]
-      .map((p) => `${p.name} (${p.status})`).join(", ");
+    renderPresence();
   });
+  setInterval(() => {
+    if (socket.connected) socket.emit("presence", { status: document.hidden ? "away" : "online" });
+  }, 30000);
 
   document.addEventListener("visibilitychange", () => {
     if (socket.connected) socket.emit("presence", { status: document.hidden ? "away" : "online" });
