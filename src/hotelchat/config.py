@@ -117,6 +117,17 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger webhooks get 413."
     )
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics requires `Authorization: Bearer <this>`.",
+    )
+    worker_metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="Port where `hotelchat worker` serves /metrics (0: none).",
+    )
+
     # --- OpenAI -----------------------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(
         default=None,
@@ -211,6 +222,19 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         """`public_base_url` without a trailing slash, ready to have a path appended."""
         return str(self.public_base_url).rstrip("/")
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret (keys, tokens, URL passwords), for the log scrubber."""
+        found = []
+        for value in (self.openai_api_key, self.secret_key, self.metrics_token):
+            if value is not None:
+                found.append(value.get_secret_value())
+        for url in (self.database_url, self.database_admin_url, self.redis_url):
+            if url is not None:
+                password = urlsplit(url.get_secret_value()).password
+                if password:
+                    found.append(password)
+        return [secret for secret in found if len(secret) >= 6]
 
     def require_database_url(self) -> str:
         """The application role's PostgreSQL URL; raises `ConfigError` when unset."""

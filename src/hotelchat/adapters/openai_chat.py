@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.trace import Span, SpanKind
 
 from hotelchat.domain.errors import ModelError
+from hotelchat.observability import tracing
 from hotelchat.services.ports import Completion, OnDelta, PromptMessage
 
 
@@ -70,10 +72,27 @@ class OpenAIChatModel:
     ) -> Completion:
         """One streamed completion of at most `max_tokens` tokens. Raises `ModelError`; an
         exception from `on_delta` propagates unchanged and closes the stream."""
+        attributes = {
+            "gen_ai.system": "openai",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": max_tokens,
+        }
+        with tracing.span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            return await self._stream(span, model, messages, max_tokens, on_delta)
+
+    async def _stream(
+        self,
+        span: Span,
+        model: str,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+        on_delta: OnDelta | None,
+    ) -> Completion:
         started = time.monotonic()
         first: float | None = None
         pieces: list[str] = []
-        usage = None
+        usage: Any = None
         answered_by = model
         try:
             async with asyncio.timeout(self._total_timeout):
@@ -105,6 +124,10 @@ class OpenAIChatModel:
         text = "".join(pieces).strip()
         if not text:
             raise ModelError("the model returned no text", kind="bad_response")
+        span.set_attribute("gen_ai.response.model", answered_by)
+        if usage is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
         return Completion(
             text=text,
             model=answered_by,

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hotelchat.domain.errors import Unavailable
+from hotelchat.observability import tracing
 
 REPLY_JOB = "reply_to_inbound"
 SEND_JOB = "send_outbound"
@@ -56,8 +57,12 @@ class ArqJobQueue:
         await self._enqueue(SEND_JOB, hotel_id, message_id, f"send:{message_id}")
 
     async def _enqueue(self, job: str, hotel_id: int, message_id: int, job_id: str) -> None:
+        # The trace context travels inside the job, so its spans join the webhook's trace.
+        context = tracing.carrier() or None
         try:
             async with asyncio.timeout(self._timeout):
-                await self._redis.enqueue_job(job, hotel_id, message_id, _job_id=job_id)
+                await self._redis.enqueue_job(
+                    job, hotel_id, message_id, trace=context, _job_id=job_id
+                )
         except (RedisError, OSError, TimeoutError) as exc:
             raise Unavailable("the job queue is unavailable") from exc

@@ -21,10 +21,11 @@ from typing import Any
 
 import socketio
 import structlog
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from hotelchat.observability import metrics
+from hotelchat.observability import metrics, tracing
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +117,10 @@ class SocketIOEvents:
     ) -> None:
         """Emit `event` to `room`; failures are logged, never raised."""
         try:
-            async with asyncio.timeout(EMIT_TIMEOUT):
-                await self._emitter.emit(event, dict(payload), room=room, namespace=namespace)
+            with tracing.span(f"socketio emit {event}", kind=SpanKind.PRODUCER,
+                              attributes={"socketio.namespace": namespace}):  # fmt: skip
+                async with asyncio.timeout(EMIT_TIMEOUT):
+                    await self._emitter.emit(event, dict(payload), room=room, namespace=namespace)
         except Exception as exc:  # noqa: BLE001 - best effort by contract; clients resync
             log.warning("realtime.emit_failed", event=event, error_class=type(exc).__name__)
             return

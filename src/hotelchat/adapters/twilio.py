@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import structlog
+from opentelemetry.trace import SpanKind
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -34,6 +35,7 @@ from twilio.rest import Client
 from hotelchat.domain.addresses import whatsapp_address
 from hotelchat.domain.errors import SendError
 from hotelchat.domain.model import DeliveryStatus, SenderRoute, provider_status
+from hotelchat.observability import tracing
 from hotelchat.services.ports import SentMessage
 
 log = structlog.get_logger(__name__)
@@ -123,7 +125,8 @@ class TwilioWhatsApp:
         if status_callback:
             kwargs["status_callback"] = status_callback
         try:
-            message = await self._client(route).messages.create_async(**kwargs)
+            with tracing.span("twilio messages.create", kind=SpanKind.CLIENT):
+                message = await self._client(route).messages.create_async(**kwargs)
         except TwilioRestException as exc:
             raise _rest_error(exc) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -142,11 +145,12 @@ class TwilioWhatsApp:
         """The message with this body that we sent to `to_number` at or after `since`, if Twilio
         has it. Raises `SendError` (retryable) when Twilio cannot be asked."""
         try:
-            messages = await self._client(route).messages.list_async(
-                to=whatsapp_address(to_number),
-                from_=whatsapp_address(route.phone_number),
-                limit=RECONCILE_PAGE,
-            )
+            with tracing.span("twilio messages.list", kind=SpanKind.CLIENT):
+                messages = await self._client(route).messages.list_async(
+                    to=whatsapp_address(to_number),
+                    from_=whatsapp_address(route.phone_number),
+                    limit=RECONCILE_PAGE,
+                )
         except TwilioRestException as exc:
             raise _rest_error(exc) from exc
         except (TimeoutError, aiohttp.ClientError, TwilioException) as exc:

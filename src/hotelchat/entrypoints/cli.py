@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -77,7 +79,9 @@ def serve() -> None:
     from hypercorn.run import run as run_hypercorn
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    if settings.web_workers > 1:
+        prepare_multiprocess_metrics()
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.application_path = "hotelchat.entrypoints.web.asgi:app"
@@ -90,13 +94,25 @@ def serve() -> None:
     raise SystemExit(run_hypercorn(config))
 
 
+def prepare_multiprocess_metrics() -> None:
+    """Several Hypercorn workers share one metrics directory (PROMETHEUS_MULTIPROC_DIR, one per
+    pod; a temporary one if unset), emptied at start so a restart begins from zero. Must run
+    before any worker imports prometheus_client."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="hotelchat-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+
+
 @main.command()
 def worker() -> None:
     """Run an arq worker: model calls, Twilio sends, the stalled-work sweeper."""
     from hotelchat.entrypoints.worker import run_worker
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     run(run_worker(settings))
 
 

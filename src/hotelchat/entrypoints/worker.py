@@ -3,23 +3,28 @@
 A service raises `TemporaryFailure` for work worth retrying, or `Unavailable` when PostgreSQL or
 Redis does not answer; the worker turns both into arq's `Retry(defer=…)`, bounded by
 `JOB_MAX_TRIES`. Each minute a cron job queues again any reply or
-send that a crash or a queue outage left without a job (every 15 seconds).
+send that a crash or a queue outage left without a job, and samples the queue and handoff gauges
+(every 15 seconds). Each job attempt is a span of the trace it was queued in (the context travels
+in its `trace` argument), timed and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import structlog
 from arq import Retry, Worker, cron, func
 from arq.connections import ArqRedis
+from opentelemetry.trace import SpanKind
 
 from hotelchat import bootstrap
 from hotelchat.adapters.queue import REPLY_JOB, SEND_JOB, create_redis
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
+from hotelchat.observability import exposition, metrics, tracing
 from hotelchat.services import maintenance, outbound, replies
 
 log = structlog.get_logger(__name__)
@@ -31,6 +36,7 @@ SHUTDOWN_GRACE_SECONDS = 20
 
 # A job that met an unreachable PostgreSQL or Redis tries again after this many seconds.
 UNAVAILABLE_RETRY_SECONDS = 5.0
+QUEUE = "arq:queue"
 
 
 async def _retrying(work: Awaitable[T]) -> T:
@@ -44,27 +50,76 @@ async def _retrying(work: Awaitable[T]) -> T:
         raise Retry(defer=UNAVAILABLE_RETRY_SECONDS) from exc
 
 
+async def _job(
+    ctx: dict[str, Any], name: str, work: Awaitable[T], trace: dict[str, str] | None
+) -> T:
+    """Run one job attempt as a span of the trace it was queued in, timed and counted."""
+    started = time.time()
+    due = ctx.get("score")
+    if isinstance(due, int | float):
+        metrics.JOB_WAIT.labels(name).observe(max(0.0, started - due / 1000))
+    outcome = "failed"
+    attributes = {"messaging.system": "arq", "messaging.operation.type": "process",
+                  "hotelchat.job.try": int(ctx.get("job_try") or 1)}  # fmt: skip
+    try:
+        with tracing.span(f"job {name}", kind=SpanKind.CONSUMER, attributes=attributes,
+                          parent=trace):  # fmt: skip
+            result = await _retrying(work)
+    except (Retry, asyncio.CancelledError):
+        outcome = "retry"  # arq runs it again (a cancelled job is a timeout or a shutdown)
+        raise
+    else:
+        outcome = "success"
+        return result
+    finally:
+        metrics.JOB_DURATION.labels(name).observe(time.time() - started)
+        metrics.JOBS.labels(name, outcome).inc()
+
+
 def _container(ctx: dict[str, Any]) -> bootstrap.Container:
     container: bootstrap.Container = ctx["container"]
     return container
 
 
-async def reply_to_inbound(ctx: dict[str, Any], hotel_id: int, message_id: int) -> str:
+async def reply_to_inbound(
+    ctx: dict[str, Any], hotel_id: int, message_id: int, trace: dict[str, str] | None = None
+) -> str:
     """Job: answer inbound message `message_id` of hotel `hotel_id`."""
-    return await _retrying(replies.reply_to_inbound(_container(ctx).deps, hotel_id, message_id))
+    work = replies.reply_to_inbound(_container(ctx).deps, hotel_id, message_id)
+    return await _job(ctx, REPLY_JOB, work, trace)
 
 
-async def send_outbound(ctx: dict[str, Any], hotel_id: int, message_id: int) -> str:
+async def send_outbound(
+    ctx: dict[str, Any], hotel_id: int, message_id: int, trace: dict[str, str] | None = None
+) -> str:
     """Job: send outbound message `message_id` of hotel `hotel_id`."""
-    return await _retrying(outbound.send_outbound(_container(ctx).deps, hotel_id, message_id))
+    work = outbound.send_outbound(_container(ctx).deps, hotel_id, message_id)
+    return await _job(ctx, SEND_JOB, work, trace)
 
 
-async def requeue_stalled(ctx: dict[str, Any]) -> int:
-    """Cron job: queue work left without a job."""
+async def every_15_seconds(ctx: dict[str, Any]) -> int:
+    """Cron job: queue again work left without a job, and sample the gauges of the queue and of
+    handoffs waiting for a human."""
     settings: Settings = ctx["settings"]
+    container = _container(ctx)
+    await sample_queue(container)
+    for slug, waiting in await container.store.oldest_awaiting_human():
+        metrics.HANDOFF_OLDEST_UNANSWERED.labels(slug).set(waiting)
     return await maintenance.requeue_stalled(
-        _container(ctx).deps, min_age_seconds=settings.sweeper_min_age_seconds
+        container.deps, min_age_seconds=settings.sweeper_min_age_seconds
     )
+
+
+async def sample_queue(container: bootstrap.Container) -> None:
+    """Queue depth, and the age of the oldest job that is due but not started."""
+    now_ms = time.time() * 1000
+    depth = await container.redis.zcard(QUEUE)
+    oldest = await container.redis.zrangebyscore(
+        QUEUE, min=float("-inf"), max=now_ms, start=0, num=1, withscores=True
+    )
+    metrics.QUEUE_DEPTH.labels(QUEUE).set(depth)
+    age = (now_ms - oldest[0][1]) / 1000 if oldest else 0.0
+    metrics.QUEUE_OLDEST_AGE.labels(QUEUE).set(max(0.0, age))
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -89,7 +144,7 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
             func(send_outbound, name=SEND_JOB, keep_result=0, max_tries=tries),
         ],
         cron_jobs=[
-            cron(requeue_stalled, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)
+            cron(every_15_seconds, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)
         ],
         redis_pool=redis,
         on_startup=_startup,
@@ -107,6 +162,9 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until SIGINT or SIGTERM, then let running jobs finish (up to 20 s)."""
+    tracing.configure("hotelchat-worker")
+    if settings.worker_metrics_port:
+        exposition.serve(settings.worker_metrics_port)
     redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
     worker = create_worker(settings, redis)
     try:

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from hotelchat.domain.errors import Unavailable
+from hotelchat.observability import metrics
 
 T = TypeVar("T")
 
@@ -105,6 +106,9 @@ class Database:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
         self.pool = pool
         self._acquire_timeout = acquire_timeout
+        metrics.DB_POOL_MAX.inc(pool.get_max_size())
+        metrics.DB_POOL_SIZE.inc(pool.get_size())
+        self._size = pool.get_size()
 
     async def tenant(
         self,
@@ -147,6 +151,9 @@ class Database:
                 await self.pool.close()
         except TimeoutError:
             self.pool.terminate()
+        metrics.DB_POOL_MAX.dec(self.pool.get_max_size())
+        metrics.DB_POOL_SIZE.dec(self._size)
+        self._size = 0
 
     async def _run(self, work: Callable[[Connection], Awaitable[T]], *, idempotent: bool) -> T:
         retrying = AsyncRetrying(
@@ -167,5 +174,25 @@ class Database:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _once(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
-            return await work(conn)
+        metrics.DB_POOL_WAITING.inc()
+        waiting = True
+        try:
+            async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+                metrics.DB_POOL_WAITING.dec()
+                waiting = False
+                metrics.DB_POOL_IN_USE.inc()
+                self._track_size()
+                try:
+                    async with conn.transaction():
+                        return await work(conn)
+                finally:
+                    metrics.DB_POOL_IN_USE.dec()
+        finally:
+            if waiting:
+                metrics.DB_POOL_WAITING.dec()
+
+    def _track_size(self) -> None:
+        size = self.pool.get_size()
+        if size != self._size:
+            metrics.DB_POOL_SIZE.inc(size - self._size)
+            self._size = size

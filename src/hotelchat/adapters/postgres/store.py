@@ -190,6 +190,16 @@ class PostgresStore:
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
+    async def oldest_awaiting_human(self) -> list[tuple[str, float]]:
+        """Per hotel (slug), how long its longest-waiting guest has waited for a human, in
+        seconds (0: nobody waits)."""
+
+        async def work(conn: Connection) -> list[tuple[str, float]]:
+            rows = await conn.fetch("SELECT * FROM hotelchat_oldest_awaiting_human()")
+            return [(r["hotel_slug"], float(r["waiting_seconds"])) for r in rows]
+
+        return await self.db.platform(work, idempotent=True)
+
     async def stalled_work(self, *, min_age_seconds: int, limit: int) -> list[StalledWork]:
         """Replies and sends no live job holds, older than `min_age_seconds`; at most `limit`
         of each kind."""

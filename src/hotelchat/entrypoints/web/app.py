@@ -3,11 +3,12 @@ served together as one ASGI app by Hypercorn."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import socketio
 from hypercorn.middleware import ProxyFixMiddleware
-from quart import Quart, Response
+from quart import Quart, Response, g, request
 
 from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
@@ -15,6 +16,9 @@ from hotelchat.config import Settings
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
 from hotelchat.entrypoints.web.errors import register_error_handlers
+from hotelchat.observability import metrics, tracing
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(settings: Settings) -> Quart:
@@ -46,10 +50,21 @@ def create_app(settings: Settings) -> Quart:
         if held is not None:
             await held.close()
 
+    @app.before_request
+    async def start_clock() -> None:
+        g.started = time.perf_counter()
+
     @app.after_request
-    async def security_headers(response: Response) -> Response:
+    async def finish(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Route templates, not paths: the label stays bounded whatever the URL.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        method = request.method if request.method in HTTP_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            metrics.HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
         return response
 
     return app
@@ -59,7 +74,7 @@ def create_asgi(app: Quart, *, trusted_proxy_hops: int = 0) -> Any:
     """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart. Behind
     `trusted_proxy_hops` proxies, the client address comes from their X-Forwarded-For (the
     webhooks' signature checks never look at forwarded headers)."""
-    asgi = socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app)
+    asgi = tracing.wrap_asgi(socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app))
     if trusted_proxy_hops:
         return ProxyFixMiddleware(asgi, mode="legacy", trusted_hops=trusted_proxy_hops)
     return asgi

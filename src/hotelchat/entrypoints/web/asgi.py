@@ -8,7 +8,9 @@ from __future__ import annotations
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app, create_asgi
 from hotelchat.logs import configure_logging
+from hotelchat.observability import tracing
 
 settings = Settings()
-configure_logging(settings.log_level, settings.log_format)
+configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+tracing.configure("hotelchat-web")
 app = create_asgi(create_app(settings), trusted_proxy_hops=settings.trusted_proxy_hops)

@@ -1,10 +1,14 @@
-"""Liveness and readiness for Kubernetes probes and load balancers."""
+"""Liveness and readiness for Kubernetes probes and load balancers, and the Prometheus metrics."""
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify
+import hmac
 
+from quart import Blueprint, Response, jsonify, request
+
+from hotelchat.domain.errors import Unauthenticated
 from hotelchat.entrypoints.web.context import container
+from hotelchat.observability import exposition
 
 blueprint = Blueprint("health", __name__)
 
@@ -21,3 +25,15 @@ async def readyz() -> tuple[Response, int]:
     checks = await container().ready(timeout=2.0)
     ok = all(value == "ok" for value in checks.values())
     return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+
+
+@blueprint.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer <it>`."""
+    token = container().settings.metrics_token
+    if token is not None:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given, token.get_secret_value()):
+            raise Unauthenticated("metrics need the bearer token")
+    body, content_type = exposition.render()
+    return Response(body, content_type=content_type)

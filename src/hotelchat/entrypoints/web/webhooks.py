@@ -10,6 +10,7 @@ from quart import Blueprint, Response, request
 
 from hotelchat.domain.errors import InvalidInput, PayloadTooLarge
 from hotelchat.entrypoints.web.context import container
+from hotelchat.observability import metrics
 from hotelchat.services import delivery, inbound
 
 blueprint = Blueprint("webhooks", __name__)
@@ -47,19 +48,25 @@ def _signed_url() -> str:
 @blueprint.post("/webhooks/twilio/whatsapp")
 async def whatsapp_inbound() -> Response:
     """An inbound WhatsApp message. 200 with empty TwiML once stored (or already stored)."""
-    params = await _form_params()
-    await inbound.receive_whatsapp(
-        container().deps,
-        params,
-        url=_signed_url(),
-        signature=request.headers.get("X-Twilio-Signature"),
-    )
+    with metrics.WEBHOOK_INGEST.labels("inbound").time():
+        params = await _form_params()
+        await inbound.receive_whatsapp(
+            container().deps,
+            params,
+            url=_signed_url(),
+            signature=request.headers.get("X-Twilio-Signature"),
+        )
     return Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
 
 
 @blueprint.post("/webhooks/twilio/status")
 async def whatsapp_status() -> Response:
     """A delivery-status callback for a message we sent. 204 whether or not it was news."""
+    with metrics.WEBHOOK_INGEST.labels("status").time():
+        return await _status()
+
+
+async def _status() -> Response:
     params = await _form_params()
     raw_id = request.args.get("message_id")
     if raw_id is not None and not (raw_id.isdigit() and len(raw_id) <= 18):
