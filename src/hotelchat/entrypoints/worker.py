@@ -21,11 +21,11 @@ from arq.connections import ArqRedis
 from opentelemetry.trace import SpanKind
 
 from hotelchat import bootstrap
-from hotelchat.adapters.queue import REPLY_JOB, SEND_JOB, create_redis
+from hotelchat.adapters.queue import EMBED_JOB, REPLY_JOB, SEND_JOB, create_redis
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.observability import exposition, metrics, tracing
-from hotelchat.services import maintenance, outbound, replies
+from hotelchat.services import knowledge, maintenance, outbound, replies
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -97,6 +97,14 @@ async def send_outbound(
     return await _job(ctx, SEND_JOB, work, trace)
 
 
+async def embed_knowledge(
+    ctx: dict[str, Any], hotel_id: int, _unused: int = 0, trace: dict[str, str] | None = None
+) -> int:
+    """Job: compute the vectors of hotel `hotel_id`'s new or edited knowledge-base entries."""
+    work = knowledge.embed_pending(_container(ctx).deps, hotel_id)
+    return await _job(ctx, EMBED_JOB, work, trace)
+
+
 async def every_15_seconds(ctx: dict[str, Any]) -> int:
     """Cron job: queue again work left without a job, and sample the gauges of the queue and of
     handoffs waiting for a human."""
@@ -105,6 +113,11 @@ async def every_15_seconds(ctx: dict[str, Any]) -> int:
     await sample_queue(container)
     for slug, waiting in await container.store.oldest_awaiting_human():
         metrics.HANDOFF_OLDEST_UNANSWERED.labels(slug).set(waiting)
+    deps = container.deps
+    if deps.embeddings is not None:
+        # Entries an edit's job missed (queued while a run was under way, or Redis was down).
+        for hotel_id in await deps.knowledge_base.hotels_to_embed(deps.embeddings.model):
+            await deps.jobs.enqueue_embedding(hotel_id)
     return await maintenance.requeue_stalled(
         container.deps, min_age_seconds=settings.sweeper_min_age_seconds
     )
@@ -142,6 +155,7 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
         functions=[
             func(reply_to_inbound, name=REPLY_JOB, keep_result=0, max_tries=tries),
             func(send_outbound, name=SEND_JOB, keep_result=0, max_tries=tries),
+            func(embed_knowledge, name=EMBED_JOB, keep_result=0, max_tries=tries),
         ],
         cron_jobs=[
             cron(every_15_seconds, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)

@@ -216,6 +216,38 @@ HOTELS = (
 )
 
 
+# Words guests use that the entries' own text does not; embedded with each title. Measured on
+# evals/retrieval: recall@3 0.88 without them, 0.96 with (docs/retrieval.md).
+KEYWORDS: dict[str, str] = {
+    "Breakfast": "breakfast buffet, morning meal",
+    "Check-in and check-out": "arrival and departure times, leaving the room, late check-out",
+    "Parking": "car park, garage, where to leave the car, EV charging",
+    "Spa": "sauna, steam bath, hammam, massage, wellness",
+    "Airport transfer": "shuttle, pick-up from the airport, getting to the hotel",
+    "Pools": "swimming pool opening hours, pool towels",
+    "Gym": "fitness room, workout, weights",
+    "Restaurant": "dinner, evening meal, table reservation",
+    "Early check-in": "arriving early, room ready before 15:00",
+    "Laundry": "washing clothes, dry cleaning, ironing, washing machine",
+    "Room service": "food delivered to the room, in-room dining",
+    "Kids club": "children's activities, miniclub, entertainment for kids",
+    "Babysitting": "babysitter, nanny, childcare in the evening",
+    "Accessibility": "wheelchair, disabled guests, reduced mobility, lifts",
+    "Beach": "sun loungers, sunbeds, umbrellas, beach towels",
+    "Dress code": "what to wear at dinner, clothing, flip-flops",
+    "Dietary needs and allergies": "food allergy, intolerance, gluten-free, vegan, special diet",
+    "Safe deposit box": "safe in the room, valuables, passport",
+    "Doctor and pharmacy": "medical help, emergency, illness, chemist, medicine",
+    "Taxis and bike hire": "cab, bicycle rental, scooter rental, getting around",
+    "Payments and currency exchange": "credit cards, cash, ATM, deposit, changing money",
+    "Quiet hours": "noise, loud neighbours, night rest, earplugs",
+    "Wi-Fi": "internet, wireless, Wi-Fi password",
+    "Pets": "dogs, cats, animals",
+    "Luggage storage": "bags, suitcases, left luggage before check-in or after check-out",
+    "Smoking": "cigarettes, vaping, smoking area",
+}
+
+
 class DemoProvisioning(Protocol):
     async def ensure_chain(self, slug: str, name: str) -> int: ...
 
@@ -238,7 +270,9 @@ class DemoProvisioning(Protocol):
         role: str = ...,
     ) -> int: ...
 
-    async def add_knowledge(self, *, hotel_slug: str, title: str, body: str) -> int: ...
+    async def add_knowledge(
+        self, *, hotel_slug: str, title: str, body: str, keywords: str = ...
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -277,7 +311,9 @@ async def seed_demo(prov: DemoProvisioning, passwords: dict[str, str]) -> list[A
                 auth_token=secrets.token_hex(16),
             )
             for title, body in hotel.knowledge:
-                await prov.add_knowledge(hotel_slug=hotel.slug, title=title, body=body)
+                await prov.add_knowledge(
+                    hotel_slug=hotel.slug, title=title, body=body, keywords=KEYWORDS.get(title, "")
+                )
         password = passwords.get(hotel.agent_email) or new_password()
         await prov.add_agent(
             chain_slug=CHAIN_SLUG,

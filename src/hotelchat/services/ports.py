@@ -99,6 +99,7 @@ class DraftReply:
     language: str | None
     handoff_reason: str | None = None
     handoff_kind: str | None = None  # bounded label for metrics: model_error, no_answer, media
+    sources: tuple[Passage, ...] = ()  # the knowledge-base passages the reply was grounded in
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -198,6 +199,7 @@ class MessageView:
     agent_name: str | None
     created_at: datetime
     error_code: str | None
+    sources: tuple[Mapping[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,18 @@ class AgentSession:
     hotel_slug: str
     csrf_token: str = field(repr=False)
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeEntry:
+    """One entry of a hotel's knowledge base. `embedded`: its vectors match its current text."""
+
+    id: int
+    title: str
+    body: str
+    keywords: str
+    updated_at: datetime
+    embedded: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +437,58 @@ class StopSignals(Protocol):
     async def stopped(self, conversation_id: int) -> bool: ...
 
 
+class Embeddings(Protocol):
+    """Turns text into unit vectors; `model` names what made them (stored with each vector).
+    Raises `ModelError` when the model cannot answer."""
+
+    @property
+    def model(self) -> str: ...
+
+    async def passages(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def query(self, text: str) -> list[float]: ...
+
+
+class KnowledgeBase(Protocol):
+    """A hotel's knowledge-base entries and their vectors. Every change bumps the hotel's
+    knowledge version. Raises `NotFound`, `Conflict` (duplicate title), `InvalidInput`."""
+
+    async def entries(self, hotel_id: int) -> list[KnowledgeEntry]: ...
+
+    async def version(self, hotel_id: int) -> int: ...
+
+    async def create(
+        self, hotel_id: int, title: str, body: str, keywords: str
+    ) -> KnowledgeEntry: ...
+
+    async def update(
+        self, hotel_id: int, entry_id: int, title: str, body: str, keywords: str
+    ) -> KnowledgeEntry: ...
+
+    async def delete(self, hotel_id: int, entry_id: int) -> None: ...
+
+    async def upsert_many(
+        self, hotel_id: int, entries: list[tuple[str, str, str]]
+    ) -> tuple[int, int]: ...
+
+    async def hotels_to_embed(self, model: str) -> list[int]: ...
+
+    async def unembedded(self, hotel_id: int, model: str, limit: int) -> list[KnowledgeEntry]: ...
+
+    async def save_embeddings(
+        self,
+        hotel_id: int,
+        entry: KnowledgeEntry,
+        text_vector: list[float],
+        title_vector: list[float],
+        model: str,
+    ) -> bool: ...
+
+    async def nearest(
+        self, hotel_id: int, vector: list[float], model: str, *, limit: int
+    ) -> list[Passage]: ...
+
+
 class KnowledgeSearch(Protocol):
     """Finds the knowledge-base passages that answer a question."""
 
@@ -491,6 +557,8 @@ class JobQueue(Protocol):
 
     async def enqueue_send(self, hotel_id: int, message_id: int) -> None: ...
 
+    async def enqueue_embedding(self, hotel_id: int) -> None: ...
+
 
 class LanguageDetector(Protocol):
     def detect(self, text: str) -> str | None:
@@ -510,6 +578,8 @@ class Deps:
     agents: Agents
     events: Events
     knowledge: KnowledgeSearch
+    knowledge_base: KnowledgeBase
+    embeddings: Embeddings | None
     jobs: JobQueue
     whatsapp: WhatsAppSender
     signatures: SignatureValidator
@@ -525,4 +595,4 @@ class Deps:
     status_callback_url: str | None
     max_attempts: int = 5
     history_turns: int = 12
-    passages_per_prompt: int = 3
+    passages_per_prompt: int = 4

@@ -21,9 +21,9 @@ import structlog
 
 from hotelchat.domain.errors import ModelError, TemporaryFailure, Unavailable
 from hotelchat.domain.language import handoff_message, holding_message, pick_language
-from hotelchat.domain.model import Author, Passage, Responder
+from hotelchat.domain.model import Author, Responder
 from hotelchat.observability import metrics
-from hotelchat.services import notify, outbound
+from hotelchat.services import knowledge, notify, outbound
 from hotelchat.services.ports import (
     Busy,
     Completion,
@@ -40,9 +40,6 @@ from hotelchat.services.prompts import build_prompt
 
 log = structlog.get_logger(__name__)
 
-# A knowledge-base passage must score at least this (cover-density rank scaled to [0, 1)) to be
-# sent as the answer on its own; below it the guest is handed to staff.
-KB_MIN_SCORE = 0.05
 # Stream chunks are sent to screens at most this often (seconds); the stop signal is checked as
 # often.
 STREAM_FLUSH_SECONDS = 0.1
@@ -152,11 +149,12 @@ async def draft_reply(
             handoff_reason="the guest sent media",
             handoff_kind="media",
         )
-    passages = await deps.knowledge.search(
-        hotel_id, context.question, limit=deps.passages_per_prompt
+    retrieval = await knowledge.retrieve(
+        deps, hotel_id, context.question, limit=deps.passages_per_prompt
     )
+    passages = retrieval.passages
     if deps.chat_model is None:
-        return answer_from_knowledge(passages, language)
+        return answer_from_knowledge(retrieval, language)
     model = context.hotel.ai_model or deps.default_model
     prompt = build_prompt(
         context.hotel, passages, context.history, context.question, context.question_language
@@ -186,6 +184,7 @@ async def draft_reply(
             language=language,
             handoff_reason=f"the assistant is unavailable ({exc.kind})",
             handoff_kind="model_error",
+            sources=tuple(passages),
         )
     await stream.flush()
     _observe(context.hotel.slug, completion.model, completion)
@@ -194,6 +193,7 @@ async def draft_reply(
         author=Author.AI,
         responder=Responder.OPENAI,
         language=context.question_language,
+        sources=tuple(passages),
         model=completion.model,
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
@@ -248,14 +248,16 @@ class _Stream:
         self._seq += 1
 
 
-def answer_from_knowledge(passages: list[Passage], language: str) -> DraftReply:
-    """The best passage if it matches well enough, else a handoff message in `language`."""
-    if passages and passages[0].score >= KB_MIN_SCORE:
+def answer_from_knowledge(retrieval: knowledge.Retrieval, language: str) -> DraftReply:
+    """The best passage if it clearly answers, else a handoff message in `language`."""
+    if retrieval.confident:
+        best = retrieval.passages[0]
         return DraftReply(
-            body=passages[0].body,
+            body=best.body,
             author=Author.AI,
             responder=Responder.KNOWLEDGE_BASE,
             language=None,
+            sources=(best,),
         )
     return DraftReply(
         body=handoff_message(language),
@@ -264,4 +266,5 @@ def answer_from_knowledge(passages: list[Passage], language: str) -> DraftReply:
         language=language,
         handoff_reason="no knowledge-base entry answers the question",
         handoff_kind="no_answer",
+        sources=tuple(retrieval.passages),
     )

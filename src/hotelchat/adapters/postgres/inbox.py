@@ -8,6 +8,7 @@ transaction and apply the pure rules of `domain.conversation`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 
@@ -57,7 +58,7 @@ WHERE c.hotel_id = $1
 
 MESSAGE = """
 SELECT m.id, m.conversation_id, m.direction, m.author, m.body, m.status, m.responder,
-       a.display_name AS agent_name, m.created_at, m.error_code
+       a.display_name AS agent_name, m.created_at, m.error_code, m.sources
 FROM messages m LEFT JOIN agents a ON a.id = m.agent_id
 WHERE m.hotel_id = $1 AND m.conversation_id = $2
 """
@@ -96,6 +97,7 @@ def message_view(row: asyncpg.Record) -> MessageView:
         agent_name=row["agent_name"],
         created_at=row["created_at"],
         error_code=row["error_code"],
+        sources=tuple(json.loads(row["sources"])) if row["sources"] else (),
     )
 
 

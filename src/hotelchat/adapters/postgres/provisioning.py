@@ -171,17 +171,20 @@ class Provisioning:
                 )
         return agent_id
 
-    async def add_knowledge(self, *, hotel_slug: str, title: str, body: str) -> int:
+    async def add_knowledge(
+        self, *, hotel_slug: str, title: str, body: str, keywords: str = ""
+    ) -> int:
         """Add one knowledge-base entry in the hotel's text-search configuration and bump the
-        hotel's knowledge version."""
+        hotel's knowledge version. Its vectors are computed by the worker."""
         hotel = await self.hotel(hotel_slug)
         async with self.conn.transaction():
             entry_id: int = await self.conn.fetchval(
-                """INSERT INTO kb_entries (hotel_id, title, body, search_config)
-                   SELECT id, $2, $3, search_config FROM hotels WHERE id = $1 RETURNING id""",
+                """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
+                   SELECT id, $2, $3, $4, search_config FROM hotels WHERE id = $1 RETURNING id""",
                 hotel.id,
                 title,
                 body,
+                keywords,
             )
             await self.conn.execute(
                 "UPDATE hotels SET knowledge_version = knowledge_version + 1 WHERE id = $1",

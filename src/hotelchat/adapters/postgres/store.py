@@ -8,6 +8,7 @@ holds across slow work: plain timestamps that expire by themselves if the job di
 
 from __future__ import annotations
 
+import json
 import re
 
 import asyncpg
@@ -441,8 +442,8 @@ class PostgresStore:
                 """
                 INSERT INTO messages (hotel_id, conversation_id, direction, author, body, status,
                                       responder, in_reply_to, language, model, prompt_tokens,
-                                      completion_tokens)
-                VALUES ($1, $2, 'outbound', $3, $4, 'pending', $5, $6, $7, $8, $9, $10)
+                                      completion_tokens, sources)
+                VALUES ($1, $2, 'outbound', $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
                 RETURNING id
                 """,
                 hotel_id,
@@ -455,7 +456,11 @@ class PostgresStore:
                 draft.model,
                 draft.prompt_tokens,
                 draft.completion_tokens,
-            )
+                json.dumps(
+                    [{"id": p.entry_id, "title": p.title, "score": round(p.score, 3)}
+                     for p in draft.sources]
+                ) if draft.sources else None,
+            )  # fmt: skip
             await conn.execute(
                 "UPDATE messages SET reply_state = 'answered', reply_claimed_until = NULL "
                 "WHERE id = $1",

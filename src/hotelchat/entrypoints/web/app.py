@@ -8,28 +8,44 @@ from typing import Any
 
 import socketio
 from hypercorn.middleware import ProxyFixMiddleware
-from quart import Quart, Response, g, request
+from quart import Quart, Request, Response, g, request
 
 from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
+from hotelchat.entrypoints.web import knowledge as knowledge_pages
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
 from hotelchat.entrypoints.web.errors import register_error_handlers
 from hotelchat.observability import metrics, tracing
+from hotelchat.services import knowledge
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+IMPORT_PATH = "/api/knowledge/import"
+
+
+class HotelChatRequest(Request):
+    """Quart's request, with a larger body limit for knowledge-base imports only (Quart fixes
+    the limit when the request is created, so it is chosen here, by path)."""
+
+    def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
+        if path == IMPORT_PATH:
+            kwargs["max_content_length"] = knowledge.MAX_IMPORT_BYTES + 64 * 1024
+        super().__init__(method, scheme, path, *args, **kwargs)
 
 
 def create_app(settings: Settings) -> Quart:
     """A Quart app that opens its `Container` before serving and closes it after. Its Socket.IO
     server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it."""
     app = Quart(__name__)
+    app.request_class = HotelChatRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     app.config["BODY_TIMEOUT"] = 30  # seconds to receive a request body
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
-    for module in (webhooks, health, login, dashboard, webchat):
+    for module in (webhooks, health, login, dashboard, knowledge_pages, webchat):
         app.register_blueprint(module.blueprint)
 
     server = create_server(

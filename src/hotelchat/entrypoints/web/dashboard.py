@@ -92,6 +92,7 @@ def message_payload(message: MessageView) -> dict[str, Any]:
         "agent_name": message.agent_name,
         "created_at": message.created_at.isoformat(),
         "error_code": message.error_code,
+        "sources": [dict(source) for source in message.sources],
     }
 
 

@@ -170,6 +170,12 @@
       meta.append(el("span", `tick status-${status}`, TICKS[status] || status));
     }
     item.append(meta, el("div", "text", m.body));
+    if (m.sources && m.sources.length) {
+      // What the assistant's reply was grounded in, for staff to check it.
+      const sources = el("div", "sources", "Sources: ");
+      sources.append(m.sources.map((s) => `${s.title} (${Number(s.score).toFixed(2)})`).join(" · "));
+      item.append(sources);
+    }
     return item;
   }
 

