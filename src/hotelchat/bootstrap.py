@@ -10,22 +10,28 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from hotelchat.adapters.answer_cache import RedisAnswerCache
 from hotelchat.adapters.embeddings import LocalE5Embeddings, OpenAIEmbeddings
 from hotelchat.adapters.language import FastTextLanguages
 from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
+from hotelchat.adapters.postgres.hotels import PostgresHotels
 from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
 from hotelchat.adapters.postgres.knowledge import PostgresKnowledge
 from hotelchat.adapters.postgres.migrate import verify_app_role
+from hotelchat.adapters.postgres.reservations import PostgresReservations
+from hotelchat.adapters.postgres.service_requests import PostgresServiceRequests
 from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.adapters.queue import ArqJobQueue, create_redis
 from hotelchat.adapters.realtime import SocketIOEvents, create_emitter
+from hotelchat.adapters.resilience import RedisCircuitBreaker, RedisConcurrencyLimit
 from hotelchat.adapters.security import (
     Argon2Passwords,
     RedisRateLimiter,
     RedisStopSignals,
     SignedTokens,
 )
+from hotelchat.adapters.tokens import TiktokenCounter
 from hotelchat.adapters.twilio import (
     RoutedHttpClient,
     TwilioSignatures,
@@ -34,6 +40,7 @@ from hotelchat.adapters.twilio import (
 )
 from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.errors import Unavailable
+from hotelchat.domain.pricing import PriceTable
 from hotelchat.services.ports import Deps
 
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
@@ -94,9 +101,13 @@ def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
         api_key=key.get_secret_value(),
         base_url=settings.embeddings_base_url or settings.openai_base_url,
         timeout=settings.openai_timeout_seconds,
+    )
+    return OpenAIEmbeddings(
+        client,
+        settings.embeddings_model,
+        total_timeout=settings.openai_timeout_seconds,
         max_retries=settings.openai_max_retries,
     )
-    return OpenAIEmbeddings(client, settings.embeddings_model)
 
 
 class _NoSecretKey:
@@ -147,9 +158,9 @@ async def build(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
                 timeout=settings.openai_timeout_seconds,
-                max_retries=settings.openai_max_retries,
             ),
             total_timeout=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
         )
     events = SocketIOEvents(
         emitter if emitter is not None else create_emitter(settings.require_redis_url())
@@ -175,12 +186,45 @@ async def build(
             else _NoSecretKey()
         ),
         stop_signals=RedisStopSignals(redis, timeout=settings.redis_timeout_seconds),
+        reservations=PostgresReservations(db),
+        service_requests=PostgresServiceRequests(db),
+        hotels=PostgresHotels(db),
         chat_model=chat_model,
         default_model=settings.openai_default_model,
         max_reply_tokens=settings.openai_max_reply_tokens,
         reply_lease_seconds=settings.reply_lease_seconds,
         status_callback_url=settings.public_url + STATUS_CALLBACK_PATH,
         max_attempts=settings.job_max_tries,
+        token_counter=TiktokenCounter(),
+        prices=PriceTable(settings.openai_prices),
+        breaker=RedisCircuitBreaker(
+            redis,
+            "openai",
+            failure_threshold=settings.openai_breaker_failures,
+            window_seconds=settings.openai_breaker_window_seconds,
+            open_seconds=settings.openai_breaker_open_seconds,
+            max_open_seconds=max(600.0, settings.openai_breaker_open_seconds),
+            timeout=settings.redis_timeout_seconds,
+        ),
+        model_slots=RedisConcurrencyLimit(
+            redis,
+            "openai",
+            limit=settings.openai_max_concurrent_calls,
+            # A slot outlives the longest call it covers (see RedisConcurrencyLimit).
+            lease_seconds=settings.openai_timeout_seconds * 2 + 30,
+            timeout=settings.redis_timeout_seconds,
+        ),
+        answer_cache=(
+            RedisAnswerCache(
+                redis,
+                ttl_seconds=settings.answer_cache_seconds,
+                max_entries=settings.answer_cache_max_entries,
+                timeout=settings.redis_timeout_seconds,
+            )
+            if settings.answer_cache_seconds > 0
+            else None
+        ),
+        model_slot_wait_seconds=settings.openai_slot_wait_seconds,
     )
     return Container(
         settings=settings,

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hotelchat.domain.pricing import Price
+
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
 
@@ -140,13 +142,59 @@ class Settings(BaseSettings):
         default="gpt-4o-mini", min_length=1, description="Model for hotels that name none."
     )
     openai_timeout_seconds: PositiveSeconds = Field(
-        default=30.0, description="Per request, including a streamed reply."
+        default=30.0,
+        description="Deadline of one model or embeddings call, retries and waits included; "
+        "also bounds each wait of one attempt (connecting: at most 5 s).",
     )
     openai_max_retries: int = Field(
-        default=2, ge=0, le=5, description="Retries of one model call (429, 5xx, timeouts)."
+        default=2,
+        ge=0,
+        le=5,
+        description="Retries of one model or embeddings call: connection errors, timeouts, 408, "
+        "409, 429 (never `insufficient_quota`) and 5xx; none once part of the answer streamed.",
     )
     openai_max_reply_tokens: int = Field(
         default=400, ge=16, le=4096, description="Longest reply the model may write, in tokens."
+    )
+    openai_max_concurrent_calls: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Model calls in flight at once across all workers (shared through Redis).",
+    )
+    openai_slot_wait_seconds: PositiveSeconds = Field(
+        default=20.0,
+        description="How long a reply waits for a free call slot before its job is retried.",
+    )
+    openai_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed model calls within OPENAI_BREAKER_WINDOW_SECONDS that open the "
+        "circuit breaker (outage mode: holding message, conversations go to staff).",
+    )
+    openai_breaker_window_seconds: PositiveSeconds = Field(
+        default=60.0, description="The window in which failures are counted."
+    )
+    openai_breaker_open_seconds: PositiveSeconds = Field(
+        default=45.0,
+        description="How long the breaker stays open before one probe call; doubles after a "
+        "failed probe, up to 10 minutes. Keep it longer than OPENAI_TIMEOUT_SECONDS.",
+    )
+    openai_prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="Prices per model, US dollars per million tokens, as JSON: "
+        '`{"my-model": {"input": 0.5, "output": 1.5}}`; merged over OpenAI\'s list prices '
+        "(`*` prices any other model).",
+    )
+    answer_cache_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="How long an answer is reused for the same first question (0: no cache).",
+    )
+    answer_cache_max_entries: int = Field(
+        default=2000, ge=1, le=1_000_000, description="Cached answers kept per hotel."
     )
 
     # --- Knowledge retrieval ------------------------------------------------------------------

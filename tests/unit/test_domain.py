@@ -83,18 +83,24 @@ HOTEL = HotelProfile(
 )  # fmt: skip
 
 
+def _words(text: str) -> int:
+    return len(text.split())
+
+
 def test_prompt_holds_facts_history_and_the_question_last() -> None:
     passages = [Passage(7, "Parking", "Parking costs EUR 18.", 0.4)]
     history = [Turn(Author.GUEST, "Hi"), Turn(Author.AI, "Hello! How can I help?")]
-    prompt = build_prompt(HOTEL, passages, history, "Is there parking?", "en")
-    assert prompt[0].role == "system"
-    assert "[1] Parking: Parking costs EUR 18." in prompt[0].content
-    assert "Hotel Sol" in prompt[0].content
-    assert [m.role for m in prompt[1:]] == ["user", "assistant", "user"]
-    assert prompt[-1].content == "Is there parking?"
+    prompt = build_prompt(HOTEL, passages, history, "Is there parking?", "en", count=_words)
+    messages = prompt.messages
+    assert messages[0].role == "system"
+    assert "[1] Parking: Parking costs EUR 18." in messages[0].content
+    assert "Hotel Sol" in messages[0].content
+    assert [m.role for m in messages[1:]] == ["user", "assistant", "user"]
+    assert messages[-1].content == "Is there parking?"
+    assert prompt.turns_kept == 2
 
 
 def test_prompt_cuts_a_huge_question() -> None:
-    prompt = build_prompt(HOTEL, [], [], "x" * 100_000, None)
-    assert len(prompt[-1].content) == MAX_QUESTION_CHARS
-    assert "(none match this question)" in prompt[0].content
+    prompt = build_prompt(HOTEL, [], [], "x" * 100_000, None, count=len)
+    assert len(prompt.messages[-1].content) == MAX_QUESTION_CHARS
+    assert "(none match this question)" in prompt.messages[0].content

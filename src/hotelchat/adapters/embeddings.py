@@ -15,10 +15,9 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import openai
 from openai import AsyncOpenAI
 
-from hotelchat.adapters.openai_chat import classify
+from hotelchat.adapters.openai_chat import DEFAULT_BACKOFF, Backoff, call_with_retries
 from hotelchat.domain.errors import ModelError
 
 MAX_BATCH = 64
@@ -56,11 +55,24 @@ async def _in_engine(work: Callable[[], Any]) -> Any:
 
 class OpenAIEmbeddings:
     """`services.ports.Embeddings` through `AsyncOpenAI.embeddings`. `model` may contain
-    `{role}`, replaced by `query` or `passage` (how e5 servers tell the roles apart)."""
+    `{role}`, replaced by `query` or `passage` (how e5 servers tell the roles apart). Each
+    request is retried as a chat call is (`openai_chat.call_with_retries`): at most
+    `max_retries` retries, all within `total_timeout` seconds."""
 
-    def __init__(self, client: AsyncOpenAI, model: str) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        *,
+        total_timeout: float,
+        max_retries: int,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
         self._client = client
         self._template = model
+        self._total_timeout = total_timeout
+        self._max_retries = max_retries
+        self._backoff = backoff
 
     @property
     def model(self) -> str:
@@ -76,14 +88,16 @@ class OpenAIEmbeddings:
         return (await self._embed([text], "query"))[0]
 
     async def _embed(self, texts: list[str], role: str) -> list[list[float]]:
-        try:
-            response = await self._client.embeddings.create(
+        """Vectors of `texts` in their order. Raises `ModelError`."""
+        response = await call_with_retries(
+            lambda: self._client.embeddings.create(
                 model=self._template.replace("{role}", role), input=texts
-            )
-        except openai.OpenAIError as exc:
-            raise ModelError(
-                f"embeddings failed: {type(exc).__name__}", kind=classify(exc)
-            ) from exc
+            ),
+            max_retries=self._max_retries,
+            total_timeout=self._total_timeout,
+            backoff=self._backoff,
+            operation="embeddings",
+        )
         ordered = sorted(response.data, key=lambda item: item.index)
         if len(ordered) != len(texts):
             raise ModelError(

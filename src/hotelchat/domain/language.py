@@ -49,6 +49,30 @@ HANDOFF: dict[str, str] = {
     "buradan yanıt verecekler.",
 }
 
+# Sent when the guest asked for a person (the assistant's `handoff_to_staff`).
+TRANSFER: dict[str, str] = {
+    "en": "Of course. I've passed your conversation to our team; a member of staff will reply "
+    "here shortly.",
+    "es": "Por supuesto. He pasado su conversación a nuestro equipo; un miembro del personal le "
+    "responderá aquí en breve.",
+    "fr": "Bien sûr. J'ai transmis votre conversation à notre équipe ; un membre du personnel vous "
+    "répondra ici très bientôt.",
+    "de": "Selbstverständlich. Ich habe Ihr Anliegen an unser Team weitergegeben; ein Mitarbeiter "
+    "antwortet Ihnen hier in Kürze.",
+    "it": "Certamente. Ho passato la sua conversazione al nostro staff; qualcuno le risponderà qui "
+    "a breve.",
+    "pt": "Com certeza. Passei a sua conversa à nossa equipa; um membro do pessoal responderá aqui "
+    "em breve.",
+    "nl": "Natuurlijk. Ik heb uw gesprek doorgegeven aan ons team; een medewerker antwoordt u hier "
+    "zo snel mogelijk.",
+    "ar": "بالتأكيد. لقد أحلت محادثتك إلى فريقنا، وسيرد عليك أحد الموظفين هنا قريبًا.",
+    "zh": "好的。我已将您的对话转交给我们的团队，工作人员会尽快在这里回复您。",
+    "ja": "かしこまりました。会話をスタッフに引き継ぎました。まもなくこちらでご返信いたします。",
+    "ru": "Конечно. Я передал ваш разговор нашей команде; сотрудник скоро ответит вам здесь.",
+    "tr": "Elbette. Görüşmenizi ekibimize ilettim; bir çalışanımız kısa süre içinde size buradan "
+    "yanıt verecek.",
+}
+
 SUPPORTED_LANGUAGES = frozenset(HOLDING)
 
 
@@ -68,3 +92,8 @@ def holding_message(language: str) -> str:
 def handoff_message(language: str) -> str:
     """The 'passed to our team' message in `language`, English when we have none in it."""
     return HANDOFF[pick_language(language)]
+
+
+def transfer_message(language: str) -> str:
+    """The 'a person will take over' message in `language`, English when we have none in it."""
+    return TRANSFER[pick_language(language)]

@@ -45,6 +45,7 @@ class Responder(enum.StrEnum):
     OPENAI = "openai"  # a chat-completions model (OpenAI or any compatible server)
     KNOWLEDGE_BASE = "knowledge_base"  # the best knowledge-base passage, no model
     HOLDING = "holding"  # the model failed; a holding message and a handoff
+    CACHE = "cache"  # the model's earlier answer to the same question (response cache)
 
 
 class ReplyState(enum.StrEnum):
@@ -122,6 +123,10 @@ def status_rank(status: DeliveryStatus) -> int:
     return _STATUS_RANK[status]
 
 
+# The longest message we send a guest: Twilio refuses longer bodies (error 21617; "up to 1,600
+# characters", https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource).
+MAX_OUTBOUND_CHARS = 1600
+
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
@@ -178,6 +183,9 @@ class HotelProfile:
     description: str
     ai_model: str | None
     ai_enabled: bool
+    knowledge_version: int = 0
+    context_token_budget: int = 2500  # tokens of prompt the model sees: instructions, facts, turns
+    monthly_budget_usd: float | None = None  # None: no budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +204,16 @@ class Turn:
 
     author: Author
     body: str
+
+
+# What a guest can ask staff to do through the assistant; the dashboard lists them.
+SERVICE_REQUEST_KINDS = (
+    "housekeeping",
+    "late_checkout",
+    "early_checkin",
+    "taxi",
+    "maintenance",
+    "room_service",
+    "amenities",
+    "other",
+)

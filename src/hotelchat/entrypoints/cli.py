@@ -21,6 +21,7 @@ from hotelchat.adapters.postgres.provisioning import Provisioning, open_provisio
 from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.errors import HotelChatError
 from hotelchat.logs import configure_logging
+from hotelchat.services.ports import Deps
 
 T = TypeVar("T")
 
@@ -229,6 +230,59 @@ def hotels_create(
     run(with_provisioning(admin_dsn(settings), body))
 
 
+@hotels.command("settings")
+@click.option("--hotel", "hotel_slug", required=True, help="The hotel's slug.")
+@click.option("--budget", default=None, metavar="USD|none", help="Monthly AI budget; none: none.")
+@click.option("--context-tokens", type=int, default=None, help="Tokens of prompt: 200 to 100,000.")
+@click.option("--model", default=None, metavar="NAME|default", help="The model; default: ours.")
+@click.option("--ai", type=click.Choice(["on", "off"]), default=None, help="The assistant on/off.")
+def hotels_settings(
+    hotel_slug: str,
+    budget: str | None,
+    context_tokens: int | None,
+    model: str | None,
+    ai: str | None,
+) -> None:
+    """Show a hotel's assistant settings and this month's AI spend (in the hotel's time zone),
+    after changing those given (as DATABASE_URL, through the application)."""
+    from hotelchat import bootstrap
+    from hotelchat.services.assistant_settings import KEEP, AssistantChanges, change_assistant
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    try:
+        budget_usd = KEEP if budget is None else None if budget == "none" else float(budget)
+    except ValueError:
+        raise click.BadParameter("a number of US dollars, or none", param_hint="--budget") from None
+    changes = AssistantChanges(
+        ai_enabled=KEEP if ai is None else ai == "on",
+        ai_model=KEEP if model is None else None if model == "default" else model,
+        monthly_budget_usd=budget_usd,
+        context_token_budget=KEEP if context_tokens is None else context_tokens,
+    )
+
+    async def work() -> str:
+        container = await bootstrap.build(settings)
+        try:
+            hotel_id = await hotel_id_of(container, hotel_slug)
+            now, spend = await change_assistant(container.deps, hotel_id, changes)
+        finally:
+            await container.close()
+        model_name = now.ai_model or f"default ({settings.openai_default_model})"
+        limit = "none" if now.monthly_budget_usd is None else f"{now.monthly_budget_usd:.2f} USD"
+        used = "" if spend.used is None else f" ({spend.used:.0%} of the budget)"
+        return (
+            f"hotel:            {hotel_slug}\n"
+            f"AI:               {'on' if now.ai_enabled else 'off'}\n"
+            f"model:            {model_name}\n"
+            f"context tokens:   {now.context_token_budget}\n"
+            f"monthly budget:   {limit}\n"
+            f"spent this month: {spend.spent_usd:.4f} USD{used}"
+        )
+
+    click.echo(run(work()))
+
+
 @main.group()
 def senders() -> None:
     """Route WhatsApp numbers to hotels (as DATABASE_ADMIN_URL)."""
@@ -342,6 +396,130 @@ def kb_embed(hotel_slug: str) -> None:
     click.echo(f"{hotel_slug}: {run(work())} entries embedded")
 
 
+@main.group("reservations")
+def reservations_group() -> None:
+    """A hotel's reservations (as DATABASE_URL, through the application)."""
+
+
+@reservations_group.command("import")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option(
+    "--region",
+    default=None,
+    metavar="CC",
+    help="Country of phone numbers written without a country code (ISO, e.g. ES).",
+)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def reservations_import(hotel_slug: str, region: str | None, path: Path) -> None:
+    """Add or update reservations, by code, from a CSV export (UTF-8, header row; columns code,
+    guest_name, check_in, check_out, and optionally phone_number, email, room_type, adults,
+    children, status, notes). A malformed row imports nothing and names its line."""
+    from hotelchat.adapters.reservations_csv import CsvReservationSource
+    from hotelchat.services import reservations
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> tuple[int, int]:
+        source = CsvReservationSource(path, default_region=region)
+        return await reservations.import_reservations(deps, hotel_id, source)
+
+    added, updated = run(in_hotel(settings, hotel_slug, work))
+    click.echo(f"{hotel_slug}: {added} reservations added, {updated} updated")
+
+
+@reservations_group.command("link")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--code", required=True, help="The reservation's code.")
+def reservations_link(hotel_slug: str, code: str) -> None:
+    """Print a web-chat link (PUBLIC_BASE_URL) to send the guest of reservation CODE: whoever
+    opens it within 30 days chats with the reservation tied to their chat. A newer link moves
+    the reservation to whoever opens that one."""
+    from hotelchat.services import reservations
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> str:
+        return await reservations.link_url(
+            deps, hotel_id, hotel_slug, code, base_url=settings.public_url
+        )
+
+    click.echo(run(in_hotel(settings, hotel_slug, work)))
+
+
+@main.group("eval")
+def eval_group() -> None:
+    """Measure the assistant on the evaluation sets in evals/."""
+
+
+@eval_group.command("retrieval")
+@click.option(
+    "--questions",
+    "paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A question file (JSON lines); repeat for more. Default: evals/retrieval/"
+    "{questions,holdout,unanswerable}.jsonl.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--misses", is_flag=True, help="List the questions whose entry is not first.")
+@click.option(
+    "--min-recall1", type=click.FloatRange(0, 1), default=0.85, show_default=True,
+    help="Target recall@1 of each file, all languages.",
+)  # fmt: skip
+@click.option(
+    "--min-recall3", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+    help="Target recall@3 of each file, all languages.",
+)  # fmt: skip
+@click.option(
+    "--min-language-recall3", type=click.FloatRange(0, 1), default=0.85, show_default=True,
+    help="Target recall@3 of every language of each file.",
+)  # fmt: skip
+@click.option(
+    "--max-unanswerable-alone",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Largest share of unanswerable questions answered alone (default: no limit).",
+)
+def eval_retrieval(
+    paths: tuple[Path, ...],
+    as_json: bool,
+    misses: bool,
+    min_recall1: float,
+    min_recall3: float,
+    min_language_recall3: float,
+    max_unanswerable_alone: float | None,
+) -> None:
+    """Recall@1 and recall@3 per language of the production retrieval on the demo hotel, on a
+    throwaway embedded PostgreSQL (DATABASE_URL is not used). Exit status 1 when a gated file
+    misses a target, 2 for a malformed question file. Gated: the eval set (questions.jsonl) by
+    default, the holdout and unanswerable sets being reported only; every file given with
+    --questions."""
+    import json
+
+    from hotelchat.entrypoints import evaluate
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    targets = evaluate.Targets(
+        min_recall1, min_recall3, min_language_recall3, max_unanswerable_alone
+    )
+    try:
+        files = evaluate.load_files(paths or evaluate.default_paths())
+    except evaluate.QuestionFileError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(2) from None
+    gated = None if paths else evaluate.default_gate(files)
+    report = run(evaluate.evaluate_embedded(settings, files))
+    if as_json:
+        output = evaluate.to_json(report, targets, gated)
+        click.echo(json.dumps(output, ensure_ascii=False, indent=2))
+    else:
+        click.echo(evaluate.render(report, targets, misses=misses, gated=gated))
+    raise SystemExit(1 if report.missed(targets, gated) else 0)
+
+
 @main.group()
 def emulator() -> None:
     """Run a loopback emulator of an external API."""
@@ -385,6 +563,18 @@ async def hotel_id_of(container: Any, slug: str) -> int:
     if hotel_id is None:
         raise NotFound(f"no hotel {slug!r}")
     return hotel_id
+
+
+async def in_hotel(settings: Settings, slug: str, body: Callable[[Deps, int], Awaitable[T]]) -> T:
+    """`body(deps, hotel_id)` for hotel `slug`, on a container built from `settings` and closed
+    after. Raises `NotFound` when there is no such hotel."""
+    from hotelchat import bootstrap
+
+    container = await bootstrap.build(settings)
+    try:
+        return await body(container.deps, await hotel_id_of(container, slug))
+    finally:
+        await container.close()
 
 
 async def with_provisioning(dsn: str, body: Callable[[Provisioning], Awaitable[None]]) -> None:

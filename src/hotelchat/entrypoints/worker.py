@@ -26,6 +26,7 @@ from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.observability import exposition, metrics, tracing
 from hotelchat.services import knowledge, maintenance, outbound, replies
+from hotelchat.services.ports import Deps
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -106,14 +107,15 @@ async def embed_knowledge(
 
 
 async def every_15_seconds(ctx: dict[str, Any]) -> int:
-    """Cron job: queue again work left without a job, and sample the gauges of the queue and of
-    handoffs waiting for a human."""
+    """Cron job: queue again work left without a job, and sample the gauges of the queue, of
+    handoffs waiting for a human and of each hotel's AI budget."""
     settings: Settings = ctx["settings"]
     container = _container(ctx)
     await sample_queue(container)
     for slug, waiting in await container.store.oldest_awaiting_human():
         metrics.HANDOFF_OLDEST_UNANSWERED.labels(slug).set(waiting)
     deps = container.deps
+    await sample_budgets(deps)
     if deps.embeddings is not None:
         # Entries an edit's job missed (queued while a run was under way, or Redis was down).
         for hotel_id in await deps.knowledge_base.hotels_to_embed(deps.embeddings.model):
@@ -121,6 +123,13 @@ async def every_15_seconds(ctx: dict[str, Any]) -> int:
     return await maintenance.requeue_stalled(
         container.deps, min_age_seconds=settings.sweeper_min_age_seconds
     )
+
+
+async def sample_budgets(deps: Deps) -> None:
+    """The share of each hotel's monthly AI budget spent (its month, in its time zone); 0 for a
+    hotel without a budget, so a budget removed does not leave its last share behind."""
+    for slug, spend in await deps.hotels.all_spend():
+        metrics.AI_BUDGET_USED.labels(slug).set(spend.used or 0.0)
 
 
 async def sample_queue(container: bootstrap.Container) -> None:

@@ -124,10 +124,23 @@ AI_ERRORS = Counter(
     "server_error, auth, bad_request, connection, bad_response, circuit_open, budget).",
     ["hotel", "model", "error_class"],
 )
+AI_RETRIES = Counter(
+    "hotelchat_ai_retries_total",
+    "Calls to the model provider tried again, by operation (chat, embeddings) and the error "
+    "class that caused it (timeout, connection, rate_limited, server_error).",
+    ["operation", "error_class"],
+)
 AI_REPLIES = Counter(
     "hotelchat_ai_replies_total",
-    "Automated replies stored, by hotel and responder (openai, knowledge_base, holding).",
+    "Automated replies stored, by hotel and responder (openai, knowledge_base, holding, cache).",
     ["hotel", "responder"],
+)
+AI_REPLIES_WITHHELD = Counter(
+    "hotelchat_ai_replies_withheld_total",
+    "Model replies the reply check withheld (the guest got a holding message and staff the "
+    "conversation), by hotel and rule (prompt_leak, unstated_offer, unknown_code, unknown_link, "
+    "unknown_email, unknown_phone).",
+    ["hotel", "rule"],
 )
 AI_CIRCUIT_STATE = Gauge(
     "hotelchat_ai_circuit_state",
@@ -181,7 +194,7 @@ DB_POOL_MAX = Gauge(
 HANDOFFS = Counter(
     "hotelchat_handoffs_total",
     "Conversations handed to staff, by hotel and reason (model_error, no_answer, media, "
-    "delivery_failed, guest_request, assistant_off, gave_up, budget).",
+    "delivery_failed, guest_request, assistant_off, gave_up, budget, outage, guard).",
     ["hotel", "reason"],
 )
 HANDOFF_FIRST_REPLY = Histogram(

@@ -1,15 +1,22 @@
 """The demo chain `hotelchat dev` seeds: two hotels with a knowledge base, a WhatsApp number and an
-agent login each. Seeding is idempotent: a second run changes nothing but the agents' passwords,
-which it sets to the ones given (so `hotelchat dev` can print working logins on every start).
+agent login each, and a few reservations at Amapola Resort. Seeding is idempotent: a second run
+changes nothing but the agents' passwords, which it sets to the ones given (so `hotelchat dev` can
+print working logins on every start), and the demo reservations' dates, which it moves to stay
+around today.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from hotelchat.domain.errors import Conflict
+from hotelchat.services.ports import Reservation
+from hotelchat.services.reservations import StatusName
 
 CHAIN_SLUG = "sunrise"
 CHAIN_NAME = "Sunrise Hotels"
@@ -248,6 +255,46 @@ KEYWORDS: dict[str, str] = {
 }
 
 
+# The number `hotelchat simulate` writes from unless told otherwise.
+SIMULATED_GUEST = "+15551234567"
+
+# Demo stays: code, guest, phone, check-in and check-out in days from today (the hotel's), status,
+# room type, adults, children. The simulated guest is staying at Amapola now and comes back in a
+# month ("what's my booking?"); their past and cancelled stays are never shown to the assistant.
+DEMO_STAYS: dict[str, tuple[tuple[str, str, str, int, int, StatusName, str, int, int], ...]] = {
+    "amapola-resort": (
+        ("AMA-24017", "Alex Morgan", SIMULATED_GUEST, -1, 3, "checked_in", "Sea-view deluxe", 2, 1),
+        ("AMA-24388", "Alex Morgan", SIMULATED_GUEST, 30, 37, "confirmed", "Junior suite", 2, 0),
+        ("AMA-23102", "Alex Morgan", SIMULATED_GUEST, -60, -55, "checked_out", "Classic", 2, 0),
+        ("AMA-24120", "Alex Morgan", SIMULATED_GUEST, 10, 12, "cancelled", "Classic", 1, 0),
+        ("AMA-24290", "Bea Lindqvist", "+46701234567", 2, 6, "confirmed", "Garden room", 1, 0),
+    ),
+}  # fmt: skip
+
+
+def demo_reservations(slug: str, timezone: str, today: date | None = None) -> list[Reservation]:
+    """The demo reservations of hotel `slug`, dated around `today` (default: the hotel's today
+    in IANA time zone `timezone`)."""
+    today = today or datetime.now(ZoneInfo(timezone)).date()
+    return [
+        Reservation(
+            code=code,
+            guest_name=name,
+            check_in=today + timedelta(days=arrive),
+            check_out=today + timedelta(days=leave),
+            status=status,
+            room_type=room,
+            adults=adults,
+            children=children,
+            phone_number=phone,
+            email=f"{name.split()[0].lower()}@example.com",
+        )
+        for code, name, phone, arrive, leave, status, room, adults, children in DEMO_STAYS.get(
+            slug, ()
+        )
+    ]
+
+
 class DemoProvisioning(Protocol):
     async def ensure_chain(self, slug: str, name: str) -> int: ...
 
@@ -273,6 +320,10 @@ class DemoProvisioning(Protocol):
     async def add_knowledge(
         self, *, hotel_slug: str, title: str, body: str, keywords: str = ...
     ) -> int: ...
+
+    async def add_reservations(
+        self, *, hotel_slug: str, reservations: Sequence[Reservation], source: str
+    ) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -314,6 +365,9 @@ async def seed_demo(prov: DemoProvisioning, passwords: dict[str, str]) -> list[A
                 await prov.add_knowledge(
                     hotel_slug=hotel.slug, title=title, body=body, keywords=KEYWORDS.get(title, "")
                 )
+        stays = demo_reservations(hotel.slug, hotel.timezone)
+        if stays:
+            await prov.add_reservations(hotel_slug=hotel.slug, reservations=stays, source="demo")
         password = passwords.get(hotel.agent_email) or new_password()
         await prov.add_agent(
             chain_slug=CHAIN_SLUG,

@@ -15,7 +15,7 @@ import structlog
 
 from hotelchat.domain.conversation import Action
 from hotelchat.domain.errors import InvalidInput, NotFound, Unavailable
-from hotelchat.domain.model import ConversationState
+from hotelchat.domain.model import MAX_OUTBOUND_CHARS, ConversationState
 from hotelchat.observability import metrics
 from hotelchat.services import notify
 from hotelchat.services.ports import (
@@ -28,17 +28,19 @@ from hotelchat.services.ports import (
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY_CHARS = 4096  # WhatsApp's limit on a text message
+MAX_BODY_CHARS = 4096  # WhatsApp's limit on a text message: notes
+MAX_REPLY_CHARS = MAX_OUTBOUND_CHARS  # what reaches the guest (Twilio's limit)
 MAX_PAGE = 100
 
 
-def check_body(body: str) -> str:
-    """`body` without surrounding whitespace; raises `InvalidInput` when empty or too long."""
+def check_body(body: str, limit: int = MAX_BODY_CHARS) -> str:
+    """`body` without surrounding whitespace; raises `InvalidInput` when empty or longer than
+    `limit` characters."""
     text = body.strip().replace("\x00", "")
     if not text:
         raise InvalidInput("the message is empty")
-    if len(text) > MAX_BODY_CHARS:
-        raise InvalidInput(f"the message is longer than {MAX_BODY_CHARS} characters")
+    if len(text) > limit:
+        raise InvalidInput(f"the message is longer than {limit} characters")
     return text
 
 
@@ -108,7 +110,7 @@ async def reply(
         session.hotel_id,
         conversation_id,
         session.agent_id,
-        body=check_body(body),
+        body=check_body(body, MAX_REPLY_CHARS),
         client_id=check_client_id(client_id),
         internal=False,
     )

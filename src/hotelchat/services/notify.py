@@ -8,6 +8,9 @@ Agent namespace (`/agent`):
 - `message` to the conversation's room: `{conversation_id, id}` of a new timeline entry.
 - `status` to the conversation's room: `{conversation_id, id, status}`, a delivery tick.
 - `ai_delta` / `ai_done` / `ai_aborted` to the conversation's room: a reply being generated.
+- `service_request` to the hotel's room: a service request opened or closed (the whole row).
+- `budget` to the hotel's room: the month's AI spend crossed 80 % or 100 % of the budget
+  (`{spent_usd, budget_usd, used}`).
 Guest namespace (`/guest`), to the guest's room: `message {id}`, `ai_delta`, `ai_done`,
 `ai_aborted`.
 """
@@ -22,7 +25,7 @@ from hotelchat.domain.conversation import (
     hotel_room,
 )
 from hotelchat.domain.model import Channel, DeliveryStatus
-from hotelchat.services.ports import ConversationSummary, Deps
+from hotelchat.services.ports import ConversationSummary, Deps, ServiceRequest, Spend
 
 
 def summary_payload(summary: ConversationSummary) -> dict[str, object]:
@@ -126,3 +129,44 @@ async def ai_event(
         await deps.events.emit(
             event, guest_payload, room=guest_room(conversation_id), namespace=GUEST_NAMESPACE
         )
+
+
+def service_request_payload(request: ServiceRequest) -> dict[str, object]:
+    """A service request as JSON-ready data."""
+    return {
+        "id": request.id,
+        "conversation_id": request.conversation_id,
+        "kind": request.kind,
+        "details": request.details,
+        "status": request.status,
+        "created_at": request.created_at.isoformat(),
+        "closed_at": request.closed_at.isoformat() if request.closed_at else None,
+        "closed_by_name": request.closed_by_name,
+        "guest_name": request.guest_name,
+    }
+
+
+async def service_request_changed(deps: Deps, hotel_id: int, request: ServiceRequest) -> None:
+    """Tell the hotel's agents a service request was opened or closed."""
+    await deps.events.emit(
+        "service_request",
+        service_request_payload(request),
+        room=hotel_room(hotel_id),
+        namespace=AGENT_NAMESPACE,
+    )
+
+
+def spend_payload(spend: Spend) -> dict[str, object]:
+    """A hotel's month of AI spend as JSON-ready data (US dollars; `used` 1.0 = all)."""
+    return {
+        "spent_usd": round(spend.spent_usd, 4),
+        "budget_usd": spend.budget_usd,
+        "used": round(spend.used, 4) if spend.used is not None else None,
+    }
+
+
+async def budget_changed(deps: Deps, hotel_id: int, spend: Spend) -> None:
+    """Tell the hotel's agents the AI budget crossed a warning line (80 %, 100 %)."""
+    await deps.events.emit(
+        "budget", spend_payload(spend), room=hotel_room(hotel_id), namespace=AGENT_NAMESPACE
+    )

@@ -6,9 +6,10 @@ tests wire the same adapters against real PostgreSQL and Redis and loopback emul
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 from hotelchat.domain.conversation import Action
@@ -24,6 +25,7 @@ from hotelchat.domain.model import (
     SenderRoute,
     Turn,
 )
+from hotelchat.domain.pricing import PriceTable
 
 # --- Store results ------------------------------------------------------------------------------
 
@@ -50,6 +52,7 @@ class ReplyContext:
     question_language: str | None
     guest_language: str | None
     history: Sequence[Turn]  # oldest first, ending before the question
+    month_spend_usd: float = 0.0  # the hotel's AI spend this month (its time zone), US dollars
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +101,24 @@ class DraftReply:
     responder: Responder
     language: str | None
     handoff_reason: str | None = None
-    handoff_kind: str | None = None  # bounded label for metrics: model_error, no_answer, media
+    # Bounded label for metrics: model_error, no_answer, media, outage, budget, guard,
+    # guest_request.
+    handoff_kind: str | None = None
     sources: tuple[Passage, ...] = ()  # the knowledge-base passages the reply was grounded in
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cost_usd: float | None = None  # what the model calls behind it cost, US dollars
+    tool_calls: tuple[ToolUse, ...] = ()  # what the assistant did on the way, in order
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """One tool the assistant called while answering, as staff see it next to the reply."""
+
+    name: str
+    arguments: Mapping[str, object]
+    outcome: str  # a short summary: "found 1 reservation", "request #12 opened", an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +282,77 @@ class WebGuest:
     guest_id: int
     conversation_id: int
     display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A stay at the hotel, as a property-management system (or a CSV export of one) reports
+    it. Dates are the hotel's local dates; `phone_number` is E.164. `notes` are for staff and
+    never reach the model."""
+
+    code: str
+    guest_name: str
+    check_in: date
+    check_out: date
+    status: Literal["confirmed", "checked_in", "checked_out", "cancelled"] = "confirmed"
+    room_type: str | None = None
+    adults: int = 1
+    children: int = 0
+    phone_number: str | None = None
+    email: str | None = None
+    notes: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRequest:
+    """Something a guest asked staff to do (housekeeping, a taxi…), filed by the assistant."""
+
+    id: int
+    conversation_id: int
+    kind: str  # one of `domain.model.SERVICE_REQUEST_KINDS`
+    details: str
+    status: Literal["open", "done", "cancelled"]
+    created_at: datetime
+    closed_at: datetime | None
+    closed_by_name: str | None
+    guest_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """A hotel's AI spend this month, counted in its own time zone, in US dollars."""
+
+    spent_usd: float
+    budget_usd: float | None  # None: no budget
+
+    @property
+    def used(self) -> float | None:
+        """The share of the budget used (1.0 = all of it), or None without a budget."""
+        if self.budget_usd is None:
+            return None
+        if self.budget_usd <= 0:
+            return 1.0
+        return self.spent_usd / self.budget_usd
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantSettings:
+    """What a hotel's managers set for the assistant."""
+
+    ai_enabled: bool
+    ai_model: str | None
+    monthly_budget_usd: float | None
+    context_token_budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A model's answer kept for the same question: its text, language and sources."""
+
+    body: str
+    language: str | None
+    model: str
+    sources: tuple[Passage, ...] = ()
 
 
 # --- Ports --------------------------------------------------------------------------------------
@@ -496,14 +583,40 @@ class KnowledgeSearch(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call: its name, what it does, and a JSON Schema of its
+    arguments. https://platform.openai.com/docs/guides/function-calling"""
+
+    name: str
+    description: str
+    parameters: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """A call the model asked for. `arguments` is the model's raw JSON text (it may be
+    malformed: the caller validates it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class PromptMessage:
-    role: Literal["system", "user", "assistant"]
+    """One message of a chat prompt. An assistant message may carry the `tool_calls` it made;
+    a `tool` message answers the call `tool_call_id`."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A finished answer. Times in seconds: to the first token, and in all."""
+    """A finished answer: text, or calls of the tools offered (or both). Times in seconds: to
+    the first token, and in all. Token counts are the API's usage figures."""
 
     text: str
     model: str
@@ -511,6 +624,7 @@ class Completion:
     completion_tokens: int | None
     time_to_first_token: float | None = None
     duration: float | None = None
+    tool_calls: tuple[ToolCallRequest, ...] = ()
 
 
 OnDelta = Callable[[str], Awaitable[None]]
@@ -518,7 +632,8 @@ OnDelta = Callable[[str], Awaitable[None]]
 
 class ChatModel(Protocol):
     """A chat-completions model, streamed. Raises `ModelError` (with its `kind`) when it cannot
-    answer; an exception raised by `on_delta` stops the stream and propagates unchanged."""
+    answer; an exception raised by `on_delta` stops the stream and propagates unchanged.
+    `tool_choice` "none" offers the tools' descriptions but forbids calling them."""
 
     async def complete(
         self,
@@ -527,7 +642,120 @@ class ChatModel(Protocol):
         messages: Sequence[PromptMessage],
         max_tokens: int,
         on_delta: OnDelta | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: Literal["auto", "none"] = "auto",
     ) -> Completion: ...
+
+
+class TokenCounter(Protocol):
+    """Counts tokens the way the chat model's tokenizer does (near enough for budgets)."""
+
+    def count(self, text: str) -> int: ...
+
+
+class CircuitBreaker(Protocol):
+    """Shared by all workers: `allow` says whether a call may go to the provider now; every
+    allowed call reports its outcome."""
+
+    async def allow(self) -> bool: ...
+
+    async def record_success(self) -> None: ...
+
+    async def record_failure(self) -> None: ...
+
+
+class ConcurrencyLimit(Protocol):
+    """At most N calls at once across all workers. `slot` waits up to `wait_seconds` seconds
+    and raises `TemporaryFailure` when none came free."""
+
+    def slot(self, *, wait_seconds: float) -> AbstractAsyncContextManager[None]: ...
+
+
+class AnswerCache(Protocol):
+    """Earlier answers to the same question, by a key that names everything they depend on.
+    Bounded; best effort (a failing cache is a miss)."""
+
+    async def get(self, hotel_id: int, key: str) -> CachedAnswer | None: ...
+
+    async def put(self, hotel_id: int, key: str, answer: CachedAnswer) -> None: ...
+
+
+class ReservationSource(Protocol):
+    """Where a hotel's reservations come from: a CSV export today, a property-management
+    system's API tomorrow. `name` is recorded with each reservation. Raises `InvalidInput`
+    (naming the record) for a malformed one."""
+
+    @property
+    def name(self) -> str: ...
+
+    def reservations(self) -> AsyncIterator[Reservation]: ...
+
+
+class Reservations(Protocol):
+    """A hotel's reservations. Every method sees only hotel `hotel_id`."""
+
+    async def upsert_many(
+        self, hotel_id: int, reservations: Sequence[Reservation], *, source: str
+    ) -> tuple[int, int]:
+        """Add or update by code; returns (added, updated)."""
+        ...
+
+    async def of_conversation(self, hotel_id: int, conversation_id: int) -> list[Reservation]:
+        """The current and coming reservations of the guest of this conversation only: matched
+        by their WhatsApp number, or by the web-chat identity linked to a reservation."""
+        ...
+
+    async def find(self, hotel_id: int, code: str) -> Reservation | None:
+        """Reservation `code` of this hotel, or None."""
+        ...
+
+    async def link_web_guest(
+        self, hotel_id: int, code: str, web_id: str, *, issued_at: datetime | None = None
+    ) -> bool:
+        """Tie reservation `code` to a web-chat guest; False when there is no such code.
+        `issued_at` is when the link used was issued (None: now): a reservation linked to
+        another guest moves only for a link issued later, else `Conflict`."""
+        ...
+
+
+class ServiceRequests(Protocol):
+    """A hotel's service requests. Raises `NotFound` for another hotel's request, `Conflict`
+    when closing one that is closed already."""
+
+    async def create(
+        self, hotel_id: int, conversation_id: int, *, kind: str, details: str, message_id: int
+    ) -> tuple[ServiceRequest, bool]:
+        """File a request (True) or return the one already filed for this message and kind
+        (False)."""
+        ...
+
+    async def list(
+        self, hotel_id: int, *, status: Literal["open", "done", "cancelled"] | None, limit: int
+    ) -> list[ServiceRequest]: ...
+
+    async def close(
+        self,
+        hotel_id: int,
+        request_id: int,
+        agent_id: int,
+        status: Literal["done", "cancelled"],
+    ) -> ServiceRequest: ...
+
+
+class Hotels(Protocol):
+    """A hotel's own settings and spend."""
+
+    async def month_spend(self, hotel_id: int) -> Spend: ...
+
+    async def all_spend(self) -> list[tuple[str, Spend]]:
+        """(slug, spend) of every hotel, for the budget gauge."""
+        ...
+
+    async def assistant_settings(self, hotel_id: int) -> AssistantSettings: ...
+
+    async def update_assistant_settings(
+        self, hotel_id: int, settings: AssistantSettings
+    ) -> AssistantSettings: ...
 
 
 class WhatsAppSender(Protocol):
@@ -588,11 +816,20 @@ class Deps:
     limiter: RateLimiter
     tokens: TokenSigner
     stop_signals: StopSignals
+    reservations: Reservations
+    service_requests: ServiceRequests
+    hotels: Hotels
     chat_model: ChatModel | None
     default_model: str
     max_reply_tokens: int
     reply_lease_seconds: float
     status_callback_url: str | None
+    token_counter: TokenCounter
+    prices: PriceTable
+    breaker: CircuitBreaker | None = None
+    model_slots: ConcurrencyLimit | None = None
+    answer_cache: AnswerCache | None = None
+    model_slot_wait_seconds: float = 20.0
     max_attempts: int = 5
     history_turns: int = 12
     passages_per_prompt: int = 4

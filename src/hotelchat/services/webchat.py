@@ -9,14 +9,20 @@ replies reach them over Socket.IO instead of Twilio.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
-from hotelchat.domain.errors import NotFound, TooManyRequests, Unauthenticated, Unavailable
+from hotelchat.domain.errors import (
+    HotelChatError,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 from hotelchat.domain.model import Channel
 from hotelchat.observability import metrics
-from hotelchat.services import notify
+from hotelchat.services import notify, reservations
 from hotelchat.services.inbox import check_body, check_client_id
 from hotelchat.services.ports import Deps, InboundRecord, MessageView, WebGuest
 
@@ -34,6 +40,7 @@ class GuestSession:
     token: str
     guest: WebGuest
     hotel_slug: str
+    reservation_linked: bool | None = None  # None: no reservation link was given
 
 
 async def hotel_id_for(deps: Deps, slug: str) -> int:
@@ -55,25 +62,52 @@ async def hotel_name(deps: Deps, slug: str) -> str:
 
 
 async def start(
-    deps: Deps, slug: str, *, token: str | None, name: str | None, client: str
+    deps: Deps,
+    slug: str,
+    *,
+    token: str | None,
+    name: str | None,
+    client: str,
+    reservation_link: str | None = None,
 ) -> GuestSession:
     """Resume the guest a valid `token` names, or welcome a new one. A token for another hotel,
-    forged or expired, starts a new guest rather than failing. Raises `NotFound` (no such hotel)
-    or `TooManyRequests` (too many new guests from this client)."""
+    forged or expired, starts a new guest rather than failing. With `reservation_link` (the
+    `#r=` of a link the hotel sent), the guest's chat is tied to that reservation; a link that
+    does not verify is logged and ignored, and the guest chats unlinked. Raises `NotFound` (no
+    such hotel) or `TooManyRequests` (too many new guests from this client)."""
     hotel_id = await hotel_id_for(deps, slug)
     display_name = (name or "").strip()[:MAX_NAME] or None
     if token:
         try:
             guest = await guest_for(deps, hotel_id, token)
-            return GuestSession(token, guest, slug)
         except (Unauthenticated, NotFound):
             pass
+        else:
+            return await _with_reservation(deps, GuestSession(token, guest, slug), reservation_link)
     if not await deps.limiter.hit(f"webchat-session:{client}", limit=SESSIONS_PER_CLIENT):
         raise TooManyRequests("too many new chats from here; try again later")
     guest = await deps.inbox.web_guest(hotel_id, None, display_name)
     token = deps.tokens.sign(TOKEN_PURPOSE, {"h": hotel_id, "g": guest.web_id})
     log.info("webchat.started", hotel_id=hotel_id, conversation_id=guest.conversation_id)
-    return GuestSession(token, guest, slug)
+    return await _with_reservation(deps, GuestSession(token, guest, slug), reservation_link)
+
+
+async def _with_reservation(deps: Deps, session: GuestSession, link: str | None) -> GuestSession:
+    """`session`, its guest tied to the reservation of `link` when that verifies. A failing
+    link never fails the chat: it is logged (its code, never the link) and the guest chats on."""
+    if link is None:
+        return session
+    try:
+        linked = await reservations.redeem_link(deps, session.guest, link)
+    except HotelChatError as exc:
+        log.warning(
+            "webchat.reservation_link_refused",
+            hotel_id=session.guest.hotel_id,
+            conversation_id=session.guest.conversation_id,
+            error=exc.code,
+        )
+        linked = False
+    return replace(session, reservation_linked=linked)
 
 
 async def guest_for(deps: Deps, hotel_id: int, token: str) -> WebGuest:

@@ -7,14 +7,16 @@ role can read these rows only inside the tenant they belong to.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 from argon2 import PasswordHasher
 
+from hotelchat.adapters.postgres.reservations import upsert_reservations
 from hotelchat.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from hotelchat.services.ports import Reservation
 
 _hasher = PasswordHasher()
 
@@ -191,6 +193,15 @@ class Provisioning:
                 hotel.id,
             )
         return entry_id
+
+    async def add_reservations(
+        self, *, hotel_slug: str, reservations: Sequence[Reservation], source: str
+    ) -> tuple[int, int]:
+        """Add or update the hotel's reservations by code in one transaction; returns (added,
+        updated). Raises `NotFound` (no such hotel) or `InvalidInput` (naming a reservation)."""
+        hotel = await self.hotel(hotel_slug)
+        async with self.conn.transaction():
+            return await upsert_reservations(self.conn, hotel.id, reservations, source=source)
 
 
 @asynccontextmanager

@@ -74,10 +74,16 @@ def _hotel(row: asyncpg.Record) -> HotelProfile:
         description=row["description"],
         ai_model=row["ai_model"],
         ai_enabled=row["ai_enabled"],
+        knowledge_version=row["knowledge_version"],
+        context_token_budget=row["context_token_budget"],
+        monthly_budget_usd=(
+            float(row["monthly_budget_usd"]) if row["monthly_budget_usd"] is not None else None
+        ),
     )
 
 
-HOTEL_COLUMNS = "id, slug, name, timezone, default_language, description, ai_model, ai_enabled"
+HOTEL_COLUMNS = """id, slug, name, timezone, default_language, description, ai_model, ai_enabled,
+                   knowledge_version, context_token_budget, monthly_budget_usd"""
 
 
 # Routes of our WhatsApp numbers, kept briefly: every webhook needs one before anything else.
@@ -392,6 +398,13 @@ class PostgresStore:
                 message_id,
                 history_turns,
             )
+            spent = await conn.fetchval(
+                """SELECT COALESCE(sum(cost_usd), 0) FROM messages
+                   WHERE hotel_id = $1 AND cost_usd IS NOT NULL
+                     AND created_at >= hotelchat_month_start($2)""",
+                hotel_id,
+                hotel.timezone,
+            )
             return ReplyClaimed(
                 ReplyContext(
                     hotel=hotel,
@@ -401,6 +414,7 @@ class PostgresStore:
                     question_language=row["language"],
                     guest_language=row["guest_language"],
                     history=[Turn(Author(h["author"]), h["body"]) for h in history],
+                    month_spend_usd=float(spent),
                 )
             )
 
@@ -442,8 +456,9 @@ class PostgresStore:
                 """
                 INSERT INTO messages (hotel_id, conversation_id, direction, author, body, status,
                                       responder, in_reply_to, language, model, prompt_tokens,
-                                      completion_tokens, sources)
-                VALUES ($1, $2, 'outbound', $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
+                                      completion_tokens, sources, cost_usd, tool_calls)
+                VALUES ($1, $2, 'outbound', $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12,
+                        $13)
                 RETURNING id
                 """,
                 hotel_id,
@@ -460,6 +475,11 @@ class PostgresStore:
                     [{"id": p.entry_id, "title": p.title, "score": round(p.score, 3)}
                      for p in draft.sources]
                 ) if draft.sources else None,
+                draft.cost_usd,
+                json.dumps(
+                    [{"name": t.name, "arguments": dict(t.arguments), "outcome": t.outcome}
+                     for t in draft.tool_calls], ensure_ascii=False
+                ) if draft.tool_calls else None,
             )  # fmt: skip
             await conn.execute(
                 "UPDATE messages SET reply_state = 'answered', reply_claimed_until = NULL "

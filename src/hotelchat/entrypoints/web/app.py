@@ -13,8 +13,10 @@ from quart import Quart, Request, Response, g, request
 from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
+from hotelchat.entrypoints.web import assistant as assistant_api
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
 from hotelchat.entrypoints.web import knowledge as knowledge_pages
+from hotelchat.entrypoints.web import service_requests as service_request_api
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
 from hotelchat.entrypoints.web.errors import register_error_handlers
 from hotelchat.observability import metrics, tracing
@@ -45,7 +47,8 @@ def create_app(settings: Settings) -> Quart:
     app.config["BODY_TIMEOUT"] = 30  # seconds to receive a request body
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
-    for module in (webhooks, health, login, dashboard, knowledge_pages, webchat):
+    blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat)
+    for module in (webhooks, health, login, *blueprints):
         app.register_blueprint(module.blueprint)
 
     server = create_server(

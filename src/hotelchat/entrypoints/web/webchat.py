@@ -50,18 +50,34 @@ async def page(slug: str) -> Response:
 
 @blueprint.post("/chat/<slug>/session")
 async def start(slug: str) -> Response:
-    """Resume the guest of the bearer token, or start a new guest. Body: `{"name": "…"}`
-    (optional). Answers the token to keep, and the guest's conversation id."""
+    """Resume the guest of the bearer token, or start a new guest. Body: `{"name": "…",
+    "reservation": "<link token>"}` (both optional; the token is the `r` of a reservation link
+    the hotel sent). Answers the token to keep, the guest's conversation id and, when a
+    reservation link was given, whether it tied the reservation to this chat."""
     data = await request.get_json(silent=True)
     if data is not None and not isinstance(data, dict):
         raise InvalidInput("expected a JSON object")
     name = (data or {}).get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise InvalidInput("name must be a short text")
+    link = (data or {}).get("reservation")
+    if link is not None and not isinstance(link, str):
+        raise InvalidInput("reservation must be the link's text")
     session = await webchat.start(
-        container().deps, slug, token=bearer_token(), name=name, client=client_address()
+        container().deps,
+        slug,
+        token=bearer_token(),
+        name=name,
+        client=client_address(),
+        reservation_link=link or None,
     )
-    return jsonify({"token": session.token, "conversation_id": session.guest.conversation_id})
+    answer: dict[str, object] = {
+        "token": session.token,
+        "conversation_id": session.guest.conversation_id,
+    }
+    if session.reservation_linked is not None:
+        answer["reservation_linked"] = session.reservation_linked
+    return jsonify(answer)
 
 
 @blueprint.get("/chat/<slug>/messages")

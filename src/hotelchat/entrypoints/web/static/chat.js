@@ -94,8 +94,23 @@
     });
   }
 
+  // A reservation link the hotel sent (`#r=…`, or `?r=…`). Once the session has taken it, it
+  // is cleared from the address bar so it is not bookmarked, shared or sent again.
+  function reservationLink() {
+    const fromHash = new URLSearchParams(location.hash.slice(1)).get("r");
+    return fromHash || new URL(location.href).searchParams.get("r") || undefined;
+  }
+
+  function clearReservationLink() {
+    const url = new URL(location.href);
+    url.searchParams.delete("r");
+    history.replaceState(null, "", url.pathname + url.search);
+  }
+
   async function start() {
-    const session = await api("POST", "/session", {});
+    const reservation = reservationLink();
+    const session = await api("POST", "/session", reservation ? { reservation } : {});
+    if (reservation) clearReservationLink();
     state.token = session.token;
     localStorage.setItem(storageKey, session.token);
     connect();

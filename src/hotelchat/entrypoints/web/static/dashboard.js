@@ -282,6 +282,174 @@
     }
   }
 
+  // --- service requests and the assistant's budget ------------------------------------------
+
+  const KINDS = {
+    housekeeping: "Housekeeping", late_checkout: "Late check-out", early_checkin: "Early check-in",
+    taxi: "Taxi", maintenance: "Maintenance", room_service: "Room service",
+    amenities: "Amenities", other: "Other",
+  };
+  const requests = new Map(); // id -> request, as the API and the `service_request` event send it
+  let arriving = null; // requests from events that came while the list was being fetched
+  const assistant = { dirty: false }; // dirty: the settings form has edits not saved yet
+
+  function say(id, message) {
+    const box = $(id);
+    if (!box) return;
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function age(iso) {
+    const minutes = Math.max(0, Math.floor((Date.now() - new Date(iso)) / 60000));
+    if (minutes < 1) return "just now";
+    if (minutes < 60) return `${minutes} min ago`;
+    const hours = Math.floor(minutes / 60);
+    return hours < 24 ? `${hours} h ago` : `${Math.floor(hours / 24)} d ago`;
+  }
+
+  function renderRequests() {
+    const open = [...requests.values()]
+      .filter((r) => r.status === "open")
+      .sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+    $("requests").replaceChildren(...open.map(renderRequest));
+    $("no-requests").hidden = open.length > 0;
+    $("requests-count").textContent = String(open.length);
+    $("requests-count").hidden = open.length === 0;
+  }
+
+  function renderRequest(r) {
+    const item = el("li", "request");
+    item.dataset.id = r.id;
+    const top = el("div", "row-top");
+    top.append(
+      el("span", "badge kind", KINDS[r.kind] || r.kind),
+      el("span", "guest", r.guest_name || "Guest"),
+      el("span", "when", age(r.created_at)),
+    );
+    const actions = el("div", "request-actions");
+    const link = el("a", "open-link", "Open conversation");
+    link.href = `/dashboard?c=${Number(r.conversation_id)}`;
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      openConversation(Number(r.conversation_id)).catch((error) => showError(error.message));
+    });
+    const done = el("button", "", "Done");
+    done.type = "button";
+    done.dataset.close = "done";
+    done.addEventListener("click", () => closeRequest(r.id, "done", item));
+    const cancel = el("button", "secondary", "Cancel");
+    cancel.type = "button";
+    cancel.dataset.close = "cancelled";
+    cancel.addEventListener("click", () => closeRequest(r.id, "cancelled", item));
+    actions.append(link, done, cancel);
+    item.append(top, el("div", "details", r.details), actions);
+    return item;
+  }
+
+  // A request is only ever closed once, so a closed state beats an open one whatever order the
+  // event and a fetch arrive in.
+  function mergeRequest(r) {
+    const known = requests.get(r.id);
+    if (known && known.status !== "open" && r.status === "open") return;
+    requests.set(r.id, r);
+  }
+
+  async function loadRequests() {
+    const arrived = [];
+    arriving = arrived;
+    try {
+      const data = await api("GET", "/api/service-requests?status=open&limit=200");
+      requests.clear();
+      for (const r of data.requests) mergeRequest(r);
+      for (const r of arrived) mergeRequest(r);
+    } finally {
+      if (arriving === arrived) arriving = null;
+    }
+    renderRequests();
+  }
+
+  async function closeRequest(id, status, item) {
+    for (const button of item.querySelectorAll("button")) button.disabled = true;
+    try {
+      const closed = await api("POST", `/api/service-requests/${id}/close`, { status });
+      mergeRequest(closed);
+      say("requests-error", "");
+      renderRequests();
+    } catch (error) {
+      say("requests-error", error.message);
+      await loadRequests().catch(() => {}); // closed by someone else, perhaps: show the truth
+    }
+  }
+
+  function money(value) {
+    return `$${Number(value).toFixed(2)}`;
+  }
+
+  // `spend` as the API and the `budget` event send it: {spent_usd, budget_usd, used}.
+  function renderBudget(spend) {
+    const banner = $("budget-banner");
+    const used = spend.used;
+    if (used === null || used === undefined || used < 0.8) {
+      banner.hidden = true;
+      banner.textContent = "";
+    } else if (used >= 1) {
+      banner.className = "budget-banner reached";
+      banner.textContent = "AI budget reached: the assistant is paused and new conversations go " +
+        "to staff until the budget is raised or the month turns";
+      banner.hidden = false;
+    } else {
+      banner.className = "budget-banner warning";
+      banner.textContent = `AI budget ${Math.floor(used * 100)} % used this month`;
+      banner.hidden = false;
+    }
+    $("spend").textContent = spend.budget_usd === null || spend.budget_usd === undefined
+      ? `AI spend this month: ${money(spend.spent_usd)} (no budget)`
+      : `AI spend this month: ${money(spend.spent_usd)} of ${money(spend.budget_usd)}` +
+        ` (${Math.floor((used || 0) * 100)} %)`;
+  }
+
+  function fillSettings(settings) {
+    $("ai-enabled").checked = settings.ai_enabled;
+    $("budget").value = settings.monthly_budget_usd === null ? "" : String(settings.monthly_budget_usd);
+    $("context-tokens").value = String(settings.context_token_budget);
+    $("model").value = settings.ai_model || "";
+    $("model").placeholder = `default (${settings.default_model})`;
+  }
+
+  function showAssistant(data) {
+    renderBudget(data.spend);
+    if (!data.ai_enabled) $("spend").textContent += " · the assistant is off";
+    if (data.settings && $("assistant-form") && !assistant.dirty) fillSettings(data.settings);
+  }
+
+  async function loadAssistant() {
+    showAssistant(await api("GET", "/api/assistant"));
+  }
+
+  async function saveSettings() {
+    const budget = $("budget").value.trim();
+    const body = {
+      ai_enabled: $("ai-enabled").checked,
+      ai_model: $("model").value.trim() || null,
+      monthly_budget_usd: budget === "" ? null : Number(budget),
+      context_token_budget: Number($("context-tokens").value),
+    };
+    $("assistant-save").disabled = true;
+    try {
+      assistant.dirty = false;
+      showAssistant(await api("PUT", "/api/assistant", body));
+      say("assistant-error", "");
+      say("assistant-notice", "Saved.");
+    } catch (error) {
+      assistant.dirty = true;
+      say("assistant-notice", "");
+      say("assistant-error", error.message);
+    } finally {
+      $("assistant-save").disabled = false;
+    }
+  }
+
   // --- live updates ---------------------------------------------------------------------------
 
   const socket = io("/agent", { transports: ["websocket"], withCredentials: true });
@@ -300,6 +468,8 @@
     try {
       await loadList();
       await catchUp();
+      await loadRequests();
+      await loadAssistant();
     } catch (error) {
       showError(error.message);
     }
@@ -337,6 +507,15 @@
       if (event.conversation_id === state.open) $("streaming").hidden = true;
     });
   }
+  socket.on("service_request", (r) => {
+    if (arriving) arriving.push(r);
+    mergeRequest(r);
+    renderRequests();
+  });
+  socket.on("budget", (spend) => {
+    renderBudget(spend);
+    loadAssistant().catch(() => {}); // the rest (the assistant on or off) as it now stands
+  });
   socket.on("typing", (event) => {
     if (event.conversation_id !== state.open) return;
     const box = $("typing");
@@ -395,10 +574,18 @@
   $("hotel-select").addEventListener("change", () => $("hotel-switch").submit());
   setInterval(() => {
     if (state.open && state.conversations.has(state.open)) renderWindow(state.conversations.get(state.open));
+    renderRequests(); // their ages
+    loadAssistant().catch(() => {}); // the spend between the 80 % and 100 % events
   }, 60000);
+  if ($("assistant-form")) {
+    $("assistant-form").addEventListener("input", () => { assistant.dirty = true; });
+    $("assistant-form").addEventListener("submit", (e) => { e.preventDefault(); saveSettings(); });
+  }
 
   const initial = Number(new URLSearchParams(location.search).get("c"));
   loadList()
     .then(() => { if (initial) return openConversation(initial); })
     .catch((error) => showError(error.message));
+  loadRequests().catch((error) => say("requests-error", error.message));
+  loadAssistant().catch(() => {});
 })();
