@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from hotelchat.bootstrap import Container
 from hotelchat.domain.errors import TemporaryFailure
@@ -111,6 +112,13 @@ async def test_lookup_reservation_shows_only_this_guests_booking_whatever_the_mo
     assert tools_used[0]["name"] == "lookup_reservation"
     assert tools_used[0]["outcome"] == "found 1 reservation(s): AMA-1001"
     assert twilio_emulator.sent()[0].body == reply["body"]
+    # Staff see what the assistant did next to its reply.
+    views = await container.deps.inbox.messages(
+        tenant.hotel_id, reply["conversation_id"], after=None, before=None, limit=10,
+        include_internal=True,
+    )  # fmt: skip
+    (view,) = [v for v in views if v.id == reply["id"]]
+    assert [dict(t) for t in view.tool_calls] == tools_used
 
 
 async def test_a_model_that_names_another_guests_code_is_withheld(
@@ -224,10 +232,14 @@ async def test_tokens_and_cost_are_recorded_per_reply(
     container: Container, tenant: Tenant, admin: asyncpg.Connection,
     openai_emulator: OpenAIEmulator,
 ) -> None:  # fmt: skip
+    cost_metric = {"hotel": tenant.slug, "model": "gpt-4o-mini"}
+    before = REGISTRY.get_sample_value("hotelchat_ai_cost_usd_total", cost_metric) or 0.0
     openai_emulator.answer_next(ToolCall("lookup_reservation"), "No booking found, sorry.")
     message_id = await receive(container, tenant, "Do I have a booking?")
     await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
     reply = await reply_row(admin, message_id)
+    after = REGISTRY.get_sample_value("hotelchat_ai_cost_usd_total", cost_metric)
+    assert after == pytest.approx(before + float(reply["cost_usd"]))
     # Two model calls; their usage summed, priced by the table.
     assert reply["prompt_tokens"] > 0 and reply["completion_tokens"] > 0
     expected = PriceTable().cost_usd(

@@ -112,6 +112,23 @@ async def test_every_agent_reads_the_spend_and_only_managers_the_settings(
 # --- changing -------------------------------------------------------------------------------
 
 
+async def test_two_managers_saving_different_settings_at_once_both_keep_theirs(
+    tenant: Tenant, container: Container
+) -> None:
+    deps = container.deps
+    # Both read the same settings, then save one field each, at the same moment.
+    await asyncio.gather(
+        assistant_settings.change_assistant(
+            deps, tenant.hotel_id, AssistantChanges(monthly_budget_usd=12.5)
+        ),
+        assistant_settings.change_assistant(
+            deps, tenant.hotel_id, AssistantChanges(ai_model="gpt-4.1-mini")
+        ),
+    )
+    settings = await deps.hotels.assistant_settings(tenant.hotel_id)
+    assert (settings.monthly_budget_usd, settings.ai_model) == (12.5, "gpt-4.1-mini")
+
+
 async def test_a_manager_changes_what_the_body_names(
     client: Client, admin: asyncpg.Connection, tenant: Tenant, container: Container
 ) -> None:
@@ -282,8 +299,10 @@ async def test_the_service_checks_its_input_and_the_managers_role(
     # The adapter refuses what would slip past the table's checks (NaN >= 0 is true there).
     with pytest.raises(InvalidInput):
         await deps.hotels.update_assistant_settings(
-            tenant.hotel_id, AssistantSettings(True, None, float("nan"), 2500)
+            tenant.hotel_id, {"monthly_budget_usd": float("nan")}
         )
+    with pytest.raises(InvalidInput, match="no such setting"):
+        await deps.hotels.update_assistant_settings(tenant.hotel_id, {"slug": "taken"})
     assert await deps.hotels.assistant_settings(tenant.hotel_id) == DEFAULTS
     with pytest.raises(Forbidden):
         await assistant_settings.update_assistant(

@@ -132,7 +132,10 @@ async def change_assistant(
     wanted = apply_changes(current, changes)
     settings = current
     if wanted != current:
-        settings = await deps.hotels.update_assistant_settings(hotel_id, wanted)
+        # Only what this request changes: a concurrent change of another setting stands.
+        changed = {name: getattr(wanted, name) for name in changes.changed()
+                   if getattr(wanted, name) != getattr(current, name)}  # fmt: skip
+        settings = await deps.hotels.update_assistant_settings(hotel_id, changed)
     spend = await deps.hotels.month_spend(hotel_id)
     if wanted != current:
         log.info("assistant.settings_changed", hotel_id=hotel_id, settings=changes.changed())

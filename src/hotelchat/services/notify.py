@@ -9,8 +9,8 @@ Agent namespace (`/agent`):
 - `status` to the conversation's room: `{conversation_id, id, status}`, a delivery tick.
 - `ai_delta` / `ai_done` / `ai_aborted` to the conversation's room: a reply being generated.
 - `service_request` to the hotel's room: a service request opened or closed (the whole row).
-- `budget` to the hotel's room: the month's AI spend crossed 80 % or 100 % of the budget
-  (`{spent_usd, budget_usd, used}`).
+- `budget` to the hotel's room: the month's AI spend crossed 80 % or 100 % of the budget, or the
+  settings changed (`{spent_usd, budget_usd, used}`).
 Guest namespace (`/guest`), to the guest's room: `message {id}`, `ai_delta`, `ai_done`,
 `ai_aborted`.
 """
@@ -166,7 +166,8 @@ def spend_payload(spend: Spend) -> dict[str, object]:
 
 
 async def budget_changed(deps: Deps, hotel_id: int, spend: Spend) -> None:
-    """Tell the hotel's agents the AI budget crossed a warning line (80 %, 100 %)."""
+    """Tell the hotel's agents where the AI budget stands: when a reply's cost crossed a warning
+    line (80 %, 100 %), and when a manager changed the assistant's settings."""
     await deps.events.emit(
         "budget", spend_payload(spend), room=hotel_room(hotel_id), namespace=AGENT_NAMESPACE
     )

@@ -216,6 +216,7 @@ class MessageView:
     created_at: datetime
     error_code: str | None
     sources: tuple[Mapping[str, object], ...] = ()
+    tool_calls: tuple[Mapping[str, object], ...] = ()  # [{name, arguments, outcome}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -754,8 +755,11 @@ class Hotels(Protocol):
     async def assistant_settings(self, hotel_id: int) -> AssistantSettings: ...
 
     async def update_assistant_settings(
-        self, hotel_id: int, settings: AssistantSettings
-    ) -> AssistantSettings: ...
+        self, hotel_id: int, changes: Mapping[str, object]
+    ) -> AssistantSettings:
+        """Set only the named settings (`AssistantSettings` field names), so two managers
+        saving different settings at once both keep theirs; returns all of them."""
+        ...
 
 
 class WhatsAppSender(Protocol):

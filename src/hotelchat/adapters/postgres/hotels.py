@@ -7,6 +7,7 @@ A hotel's month is its own: spend counts from the first of the month in the hote
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import asyncpg
 
@@ -26,6 +27,10 @@ def _settings(row: asyncpg.Record) -> AssistantSettings:
         monthly_budget_usd=_money(row["monthly_budget_usd"]),
         context_token_budget=row["context_token_budget"],
     )
+
+
+# The columns of hotels behind `AssistantSettings`, named as its fields.
+SETTING_COLUMNS = ("ai_enabled", "ai_model", "monthly_budget_usd", "context_token_budget")
 
 
 class PostgresHotels:
@@ -80,27 +85,28 @@ class PostgresHotels:
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
     async def update_assistant_settings(
-        self, hotel_id: int, settings: AssistantSettings
+        self, hotel_id: int, changes: Mapping[str, object]
     ) -> AssistantSettings:
-        """Store all of `settings`. Raises `InvalidInput` for a value the schema refuses (a
-        negative budget, a token budget outside 200-100,000, a model name over 100 characters)
-        and for a budget that is not a finite number (PostgreSQL's numeric would store NaN, and
-        NaN >= 0 passes its check: the budget would never be reached)."""
-        budget = settings.monthly_budget_usd
-        if budget is not None and not math.isfinite(budget):
+        """Set the settings named in `changes` (the others stay as they are) in one statement.
+        Raises `InvalidInput` for an unknown setting, a value the schema refuses (a negative
+        budget, a token budget outside 200-100,000, a model name over 100 characters) and a
+        budget that is not a finite number (PostgreSQL's numeric would store NaN, and NaN >= 0
+        passes its check: the budget would never be reached)."""
+        unknown = set(changes) - set(SETTING_COLUMNS)
+        if unknown:
+            raise InvalidInput(f"no such setting: {', '.join(sorted(unknown))}")
+        budget = changes.get("monthly_budget_usd")
+        if isinstance(budget, float) and not math.isfinite(budget):
             raise InvalidInput("the budget must be a finite number of dollars")
+        names = [name for name in SETTING_COLUMNS if name in changes]
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 2)) or "id = id"
 
         async def work(conn: Connection) -> AssistantSettings:
             row = await conn.fetchrow(
-                """UPDATE hotels SET ai_enabled = $2, ai_model = $3, monthly_budget_usd = $4,
-                                     context_token_budget = $5
-                   WHERE id = $1
-                   RETURNING ai_enabled, ai_model, monthly_budget_usd, context_token_budget""",
+                f"""UPDATE hotels SET {assignments} WHERE id = $1
+                    RETURNING {", ".join(SETTING_COLUMNS)}""",  # noqa: S608 - names from a fixed list
                 hotel_id,
-                settings.ai_enabled,
-                settings.ai_model,
-                settings.monthly_budget_usd,
-                settings.context_token_budget,
+                *(changes[name] for name in names),
             )
             if row is None:
                 raise NotFound("no such hotel")

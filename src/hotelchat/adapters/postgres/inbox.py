@@ -58,7 +58,8 @@ WHERE c.hotel_id = $1
 
 MESSAGE = """
 SELECT m.id, m.conversation_id, m.direction, m.author, m.body, m.status, m.responder,
-       a.display_name AS agent_name, m.created_at, m.error_code, m.sources
+       a.display_name AS agent_name, m.created_at, m.error_code, m.sources,
+       m.tool_calls
 FROM messages m LEFT JOIN agents a ON a.id = m.agent_id
 WHERE m.hotel_id = $1 AND m.conversation_id = $2
 """
@@ -98,6 +99,7 @@ def message_view(row: asyncpg.Record) -> MessageView:
         created_at=row["created_at"],
         error_code=row["error_code"],
         sources=tuple(json.loads(row["sources"])) if row["sources"] else (),
+        tool_calls=tuple(json.loads(row["tool_calls"])) if row["tool_calls"] else (),
     )
 
 

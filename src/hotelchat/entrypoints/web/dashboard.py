@@ -93,6 +93,7 @@ def message_payload(message: MessageView) -> dict[str, Any]:
         "created_at": message.created_at.isoformat(),
         "error_code": message.error_code,
         "sources": [dict(source) for source in message.sources],
+        "tool_calls": [dict(call) for call in message.tool_calls],
     }
 
 

@@ -176,6 +176,12 @@
       sources.append(m.sources.map((s) => `${s.title} (${Number(s.score).toFixed(2)})`).join(" · "));
       item.append(sources);
     }
+    if (m.tool_calls && m.tool_calls.length) {
+      // What the assistant did on the way (looked up a booking, filed a request…).
+      const actions = el("div", "sources", "Actions: ");
+      actions.append(m.tool_calls.map((t) => `${t.name}: ${t.outcome}`).join(" · "));
+      item.append(actions);
+    }
     return item;
   }
 
