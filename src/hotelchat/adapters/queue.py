@@ -22,9 +22,12 @@ EMBED_JOB = "embed_knowledge"
 
 
 # A dropped connection or a Redis restart is retried inside the client: 12 attempts with
-# exponential backoff capped at 5 s ride out about a minute of outage (arq's worker loop would
-# otherwise die on the first error). Callers on request paths bound their own wait.
+# exponential backoff capped at 5 s ride out about a minute of outage. Callers on request paths
+# bound their own wait. The client does not retry opening a new connection, though (redis-py
+# checks out a connection before its retry loop), so the worker restarts its loop on these too.
 RETRY = Retry(ExponentialBackoff(cap=5.0, base=0.2), retries=12)
+# What a Redis outage raises, for callers that ride it out.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 def create_redis(url: str, *, timeout: float, max_connections: int = 50) -> ArqRedis:

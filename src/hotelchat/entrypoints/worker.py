@@ -11,6 +11,7 @@ in its `trace` argument), timed and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from arq.connections import ArqRedis
 from opentelemetry.trace import SpanKind
 
 from hotelchat import bootstrap
-from hotelchat.adapters.queue import EMBED_JOB, REPLY_JOB, SEND_JOB, create_redis
+from hotelchat.adapters.queue import EMBED_JOB, REDIS_ERRORS, REPLY_JOB, SEND_JOB, create_redis
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.observability import exposition, metrics, tracing
@@ -34,6 +35,11 @@ T = TypeVar("T")
 # How long a stopping worker lets running jobs finish before cancelling them (they are retried).
 SHUTDOWN_GRACE_SECONDS = 20
 
+
+# A worker whose Redis is gone restarts its loop after 0.5 s, then up to every 5 s, for at most
+# five minutes of outage.
+REDIS_RESTART_BACKOFF_SECONDS = (0.5, 5.0)
+MAX_REDIS_OUTAGE_SECONDS = 300.0
 
 # A job that met an unreachable PostgreSQL or Redis tries again after this many seconds.
 UNAVAILABLE_RETRY_SECONDS = 5.0
@@ -184,15 +190,47 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGINT or SIGTERM, then let running jobs finish (up to 20 s)."""
+    """Run the worker until SIGINT or SIGTERM, then let running jobs finish (up to 20 s).
+
+    A Redis outage stops arq's loop (its client does not retry opening a connection); the loop is
+    started again, with a backoff of up to `REDIS_RESTART_BACKOFF_SECONDS[1]` seconds, for as long
+    as the outage lasts up to `MAX_REDIS_OUTAGE_SECONDS`; past that the worker exits with the error
+    for its supervisor (Kubernetes) to restart it. Jobs interrupted by the restart are retried by
+    arq, and the sweeper queues again any reply or send left without a job."""
     tracing.configure("hotelchat-worker")
     if settings.worker_metrics_port:
         exposition.serve(settings.worker_metrics_port)
-    redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
-    worker = create_worker(settings, redis)
-    try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await worker.close()
+    outage_began: float | None = None
+    backoff = REDIS_RESTART_BACKOFF_SECONDS[0]
+    while True:
+        redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
+        worker = create_worker(settings, redis)
+        started = time.monotonic()
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:
+            return
+        except REDIS_ERRORS as exc:
+            now = time.monotonic()
+            if now - started > MAX_REDIS_OUTAGE_SECONDS:
+                outage_began, backoff = None, REDIS_RESTART_BACKOFF_SECONDS[0]  # ran fine a while
+            outage_began = outage_began or now
+            if now - outage_began > MAX_REDIS_OUTAGE_SECONDS:
+                raise
+            log.warning(
+                "worker.redis_unavailable",
+                error_class=type(exc).__name__,
+                restart_in_seconds=backoff,
+            )
+        else:
+            return
+        finally:
+            with contextlib.suppress(*REDIS_ERRORS):
+                async with asyncio.timeout(SHUTDOWN_GRACE_SECONDS + 10):
+                    await worker.close()
+            # What close() could not do with Redis gone (it stops at its first Redis command):
+            # close the container, drop the sockets. Neither needs the server.
+            await _shutdown(worker.ctx)
+            await redis.connection_pool.disconnect()
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, REDIS_RESTART_BACKOFF_SECONDS[1])

@@ -1,0 +1,73 @@
+"""The worker process's loop through a Redis restart: arq's loop stops on a connection it cannot
+open, and `run_worker` starts it again, so the worker keeps answering guests once Redis is back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from hotelchat.adapters.embedded import start_redis
+from hotelchat.bootstrap import Container
+from hotelchat.config import Settings
+from hotelchat.emulators.twilio_api import TwilioEmulator
+from hotelchat.entrypoints.worker import run_worker
+from tests.conftest import Tenant
+from tests.integration.test_replies import receive
+
+Build = Callable[..., Awaitable[Container]]
+
+
+async def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def test_the_worker_rides_out_a_redis_restart(
+    settings: Settings,
+    build_container: Build,
+    tenant: Tenant,
+    twilio_emulator: TwilioEmulator,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    redis = start_redis(tmp_path / "redis")
+    worker_settings = settings.model_copy(
+        update={
+            "redis_url": SecretStr(redis.url),
+            "worker_metrics_port": 0,
+            "sweeper_min_age_seconds": 1,
+        }
+    )
+    worker = asyncio.create_task(run_worker(worker_settings))
+    try:
+        web = await build_container(redis_url=redis.url)
+        first = await receive(web, tenant, "Is there parking?")
+        assert first
+        await wait_for(lambda: len(twilio_emulator.sent()) == 1, 30, "the first reply")
+        redis.stop()
+        await wait_for(
+            lambda: any("worker.redis_unavailable" in str(r.msg) for r in caplog.records),
+            30,
+            "the worker to meet the outage",
+        )
+        assert not worker.done(), "the worker must not exit on a Redis outage"
+        redis = start_redis(tmp_path / "redis", port=redis.port)
+        # A guest writes once Redis is back: the restarted loop answers.
+        await receive(web, tenant, "And breakfast?", guest="+15557770000")
+        await wait_for(lambda: len(twilio_emulator.sent()) == 2, 60, "the reply after the outage")
+        assert not worker.done()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(worker, 40)
+        redis.stop()
