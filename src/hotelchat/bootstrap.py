@@ -100,7 +100,7 @@ def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
     client = create_client(
         api_key=key.get_secret_value(),
         base_url=settings.embeddings_base_url or settings.openai_base_url,
-        timeout=settings.openai_timeout_seconds,
+        timeout=settings.openai_attempt_timeout(),
     )
     return OpenAIEmbeddings(
         client,
@@ -157,7 +157,7 @@ async def build(
             create_client(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
-                timeout=settings.openai_timeout_seconds,
+                timeout=settings.openai_attempt_timeout(),
             ),
             total_timeout=settings.openai_timeout_seconds,
             max_retries=settings.openai_max_retries,

@@ -143,8 +143,14 @@ class Settings(BaseSettings):
     )
     openai_timeout_seconds: PositiveSeconds = Field(
         default=30.0,
-        description="Deadline of one model or embeddings call, retries and waits included; "
-        "also bounds each wait of one attempt (connecting: at most 5 s).",
+        description="Deadline of one model or embeddings call, retries and waits included.",
+    )
+    openai_read_timeout_seconds: PositiveSeconds = Field(
+        default=15.0,
+        description="Longest silence within one attempt: before the answer starts (time to "
+        "first token) and between streamed chunks; at most OPENAI_TIMEOUT_SECONDS. A stalled "
+        "attempt that delivered nothing is retried within the deadline (connecting: at most "
+        "5 s).",
     )
     openai_max_retries: int = Field(
         default=2,
@@ -307,6 +313,11 @@ class Settings(BaseSettings):
     def require_database_url(self) -> str:
         """The application role's PostgreSQL URL; raises `ConfigError` when unset."""
         return _require(self.database_url, "DATABASE_URL")
+
+    def openai_attempt_timeout(self) -> float:
+        """Seconds one attempt of a model or embeddings call may wait for the server at a time:
+        OPENAI_READ_TIMEOUT_SECONDS, never more than the whole call's OPENAI_TIMEOUT_SECONDS."""
+        return min(self.openai_read_timeout_seconds, self.openai_timeout_seconds)
 
     def require_redis_url(self) -> str:
         """The Redis URL; raises `ConfigError` when unset."""

@@ -164,6 +164,24 @@ async def test_a_failing_model_sends_a_holding_message_and_hands_off(
     assert "Traceback" not in sent.body
 
 
+async def test_a_stalled_attempt_is_retried_within_the_deadline(
+    build_container: Build, tenant: Tenant, admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator,
+) -> None:  # fmt: skip
+    """A server silent past OPENAI_READ_TIMEOUT_SECONDS is asked again while the call's
+    deadline (OPENAI_TIMEOUT_SECONDS) still leaves time: the guest gets the model's answer."""
+    container = await build_container(
+        openai_timeout_seconds=4.0, openai_read_timeout_seconds=0.5, openai_max_retries=1
+    )
+    openai_emulator.fail_next(openai_api.Fault(delay=1.5))  # the first attempt stalls
+    message_id = await receive(container, tenant, "Is there parking?")
+    assert await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id) == "sent"
+    reply = await reply_row(admin, message_id)
+    assert (reply["author"], reply["responder"]) == ("ai", "openai")
+    assert len(openai_emulator.requests) == 2
+    assert len(twilio_emulator.sent()) == 1
+
+
 async def test_a_bad_key_sends_a_holding_message(
     build_container: Build, tenant: Tenant, admin: asyncpg.Connection,
     twilio_emulator: TwilioEmulator,

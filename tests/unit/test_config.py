@@ -58,3 +58,11 @@ def test_the_readme_documents_every_variable() -> None:
     for name, field in Settings.model_fields.items():
         variable = field.validation_alias if isinstance(field.validation_alias, str) else name
         assert f"| `{variable.upper()}` |" in readme, variable
+
+
+def test_an_attempt_never_waits_longer_than_the_whole_call() -> None:
+    assert Settings().openai_attempt_timeout() == 15.0
+    short = Settings(openai_timeout_seconds=5.0)
+    assert short.openai_attempt_timeout() == 5.0
+    patient = Settings(openai_timeout_seconds=120.0, openai_read_timeout_seconds=60.0)
+    assert patient.openai_attempt_timeout() == 60.0
