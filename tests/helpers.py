@@ -1,12 +1,25 @@
-"""Helpers shared by tests: Twilio-shaped webhook requests, signed like Twilio signs them."""
+"""Helpers shared by tests: Twilio-shaped webhook requests signed like Twilio signs them, a
+message received through the service, a logged-in dashboard client, the `hotelchat` command."""
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import asyncpg
+from quart.typing import TestClientProtocol as Client
 
 from hotelchat.adapters.twilio import sign
+from hotelchat.bootstrap import Container
 from hotelchat.entrypoints.simulate import inbound_params
-from tests.conftest import PUBLIC_URL, Tenant
+from hotelchat.services import inbound as inbound_service
+from tests.conftest import AGENT_PASSWORD, PUBLIC_URL, Backing, Tenant, create_agent
+from tests.live import Live
 
 INBOUND_PATH = "/webhooks/twilio/whatsapp"
 STATUS_PATH = "/webhooks/twilio/status"
@@ -35,5 +48,114 @@ def signed(tenant: Tenant, params: dict[str, str], path: str = INBOUND_PATH) -> 
     return {"X-Twilio-Signature": signature(tenant, params, path)}
 
 
+async def post_webhook(
+    base_url: str,
+    tenant: Tenant,
+    text: str,
+    *,
+    guest: str = GUEST,
+    signed_for: str | None = None,
+) -> str:
+    """POST Twilio's inbound WhatsApp webhook for `text` from `guest` to the server at
+    `base_url`, signed as Twilio signs it for the public URL `signed_for` (default `base_url`).
+    Asserts the 200 with empty TwiML; returns the MessageSid."""
+    params = inbound(tenant, text, guest=guest)
+    headers = {
+        "X-Twilio-Signature": sign(
+            tenant.auth_token, (signed_for or base_url) + INBOUND_PATH, params
+        )
+    }
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        http.post(base_url + INBOUND_PATH, data=params, headers=headers) as response,
+    ):
+        answer = await response.text()
+        assert response.status == 200, answer
+        assert answer.startswith("<?xml"), answer
+    return params["MessageSid"]
+
+
 def new_sid() -> str:
     return "SM" + secrets.token_hex(16)
+
+
+async def receive(container: Container, tenant: Tenant, text: str, guest: str = GUEST) -> int:
+    """Deliver one signed inbound message through the service; returns its message id."""
+    params = inbound(tenant, text, guest=guest)
+    record = await inbound_service.receive_whatsapp(
+        container.deps, params, url=PUBLIC_URL + INBOUND_PATH, signature=signature(tenant, params)
+    )
+    assert record.message_id is not None
+    return record.message_id
+
+
+async def reply_row(admin: asyncpg.Connection, message_id: int) -> asyncpg.Record:
+    row = await admin.fetchrow(
+        """SELECT r.*, c.state AS conversation_state, c.handoff_reason
+           FROM messages r JOIN conversations c ON c.id = r.conversation_id
+           WHERE r.in_reply_to = $1""",
+        message_id,
+    )
+    assert row is not None, "no reply stored"
+    return row
+
+
+async def csrf_of(client: Client) -> str:
+    page = await client.get("/dashboard")
+    found = re.search(r'name="csrf-token" content="([^"]+)"', await page.get_data(as_text=True))
+    assert found is not None
+    return found.group(1)
+
+
+async def login(client: Client, email: str, password: str = AGENT_PASSWORD) -> int:
+    """Log in through the form as a browser does; returns the POST's status."""
+    page = await client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await page.get_data(as_text=True))
+    assert token is not None
+    response = await client.post(
+        "/login", form={"email": email, "password": password, "csrf_token": token.group(1)}
+    )
+    return response.status_code
+
+
+async def post(
+    client: Client, path: str, csrf: str | None, body: object = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"X-CSRF-Token": csrf} if csrf else {}
+    response = await client.post(path, json=body, headers=headers)
+    return response.status_code, await response.get_json()
+
+
+async def as_role(client: Client, admin: asyncpg.Connection, tenant: Tenant, role: str) -> str:
+    await create_agent(admin, f"{role}@a.test", [tenant.slug], role=role)
+    assert await login(client, f"{role}@a.test") == 303
+    return await csrf_of(client)
+
+
+def hotelchat(backing: Backing, secret: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `hotelchat ARGS` as an operator would, against the test database."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": backing.app_dsn,
+        "REDIS_URL": backing.redis_url,
+        "PUBLIC_BASE_URL": "https://chat.example.test/",
+    }
+    if secret is not None:
+        env["SECRET_KEY"] = secret
+    return subprocess.run(
+        [sys.executable, "-m", "hotelchat", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def as_browser(http: aiohttp.ClientSession, live: Live, cookie: str) -> dict[str, str]:
+    """The headers a logged-in dashboard sends: its session cookie and the page's CSRF token."""
+    headers = {"Cookie": f"hc_session={cookie}"}
+    async with http.get(live.url + "/dashboard", headers=headers) as page:
+        found = re.search(r'name="csrf-token" content="([^"]+)"', await page.text())
+        assert found is not None
+    return {**headers, "X-CSRF-Token": found.group(1)}

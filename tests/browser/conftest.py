@@ -6,10 +6,8 @@ Set HOTELCHAT_SCREENSHOTS=<folder> to save the screenshots shown in the README.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -57,11 +55,3 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     opened.set_default_timeout(15_000)
     yield opened
     await context.close()
-
-
-async def screenshot(page: Page, name: str) -> None:
-    """Save `name`.png where HOTELCHAT_SCREENSHOTS points, if it does."""
-    folder = os.environ.get("HOTELCHAT_SCREENSHOTS")
-    if folder:
-        # Playwright creates the folder itself.
-        await page.screenshot(path=str(Path(folder) / f"{name}.png"))

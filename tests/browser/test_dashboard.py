@@ -9,24 +9,11 @@ from playwright.async_api import Page, expect
 
 from hotelchat.adapters.twilio import sign
 from hotelchat.emulators.twilio_api import TwilioEmulator
-from tests.browser.conftest import screenshot
-from tests.conftest import AGENT_PASSWORD, Tenant, create_agent, run_jobs
-from tests.e2e.conftest import wait_until
-from tests.helpers import INBOUND_PATH, STATUS_PATH, inbound
+from tests.browser.pages import XSS, log_in, screenshot
+from tests.conftest import Tenant, create_agent, run_jobs
+from tests.e2e.processes import wait_until
+from tests.helpers import STATUS_PATH, post_webhook
 from tests.live import TIMEOUT, Live
-
-XSS = '<img src=x onerror="window.__pwned=1"> <a href="javascript:window.__pwned=2">click</a>'
-
-
-async def whatsapp(live: Live, tenant: Tenant, text: str, guest: str = "+15551234567") -> None:
-    params = inbound(tenant, text, guest=guest)
-    url = live.url + INBOUND_PATH
-    headers = {"X-Twilio-Signature": sign(tenant.auth_token, url, params)}
-    async with (
-        aiohttp.ClientSession(timeout=TIMEOUT) as http,
-        http.post(url, data=params, headers=headers) as response,
-    ):
-        assert response.status == 200
 
 
 async def status_callback(
@@ -45,16 +32,6 @@ async def status_callback(
         assert response.status == 204
 
 
-async def log_in(page: Page, live: Live, email: str) -> None:
-    await page.goto(live.url + "/dashboard")
-    await expect(page).to_have_url(live.url + "/login")
-    await page.fill('input[name="email"]', email)
-    await page.fill('input[name="password"]', AGENT_PASSWORD)
-    await page.click('button[type="submit"]')
-    await expect(page).to_have_url(live.url + "/dashboard")
-    await expect(page.locator("#connection")).to_have_text("live")
-
-
 async def test_an_agent_watches_takes_over_replies_and_sees_the_ticks(
     page: Page,
     live: Live,
@@ -66,7 +43,7 @@ async def test_an_agent_watches_takes_over_replies_and_sees_the_ticks(
     await log_in(page, live, "ana@a.test")
 
     # A guest writes on WhatsApp: the conversation appears live, without a reload.
-    await whatsapp(live, tenant, "Hi! Is there parking at the hotel?")
+    await post_webhook(live.url, tenant, "Hi! Is there parking at the hotel?")
     row = page.locator(".conversation-row").first
     await expect(row).to_contain_text("Hi! Is there parking at the hotel?")
     await expect(row.locator(".unread")).to_have_text("1")
@@ -119,7 +96,7 @@ async def test_guest_text_is_shown_as_text_never_as_html(
 ) -> None:
     await create_agent(admin, "ana@a.test", [tenant.slug])
     await log_in(page, live, "ana@a.test")
-    await whatsapp(live, tenant, XSS)
+    await post_webhook(live.url, tenant, XSS)
     row = page.locator(".conversation-row").first
     await expect(row.locator(".preview")).to_have_text(XSS)
     await row.click()
@@ -139,7 +116,7 @@ async def test_another_hotels_conversation_cannot_be_opened(
     page: Page, live: Live, tenant: Tenant, other_tenant: Tenant, admin: asyncpg.Connection
 ) -> None:
     await create_agent(admin, "ana@a.test", [tenant.slug])
-    await whatsapp(live, other_tenant, "hotel B's secret")
+    await post_webhook(live.url, other_tenant, "hotel B's secret")
     await log_in(page, live, "ana@a.test")
     (theirs,) = await live.container.deps.inbox.conversations(
         other_tenant.hotel_id, states=None, limit=1

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from aiohttp import web
 from playwright.async_api import Page, expect
 
+from hotelchat.emulators.server import ServerThread
 from hotelchat.services import reservations
 from hotelchat.services.ports import Reservation
 from tests.conftest import Tenant
@@ -71,3 +73,81 @@ async def test_a_forged_link_leaves_the_guest_chatting_unlinked(
     await page.press("#chat-body", "Enter")
     await expect(page.locator("#chat-messages .bubble.guest")).to_have_text("Hello")
     assert await linked_conversations(admin, "LINK-78") == []
+
+
+async def test_a_link_to_the_hotels_website_opens_the_widget_tied_to_the_reservation(
+    page: Page, live: Live, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    """`reservations link --site`: the hotel's own page (another origin) with embed.js opens
+    the chat at once, linked, and the link leaves both address bars; other fragment
+    parameters of the website stay."""
+    website = (
+        "<!doctype html><html><body><h1>Contact us</h1>"
+        f'<script src="{live.url}/static/embed.js" data-hotel="{tenant.slug}"></script>'
+        "</body></html>"
+    )
+
+    def site() -> web.Application:
+        app = web.Application()
+
+        async def contact(_request: web.Request) -> web.Response:
+            return web.Response(text=website, content_type="text/html")
+
+        app.router.add_get("/contact", contact)
+        return app
+
+    await add_stay(live, tenant, "LINK-79")
+    server = ServerThread(site).start()
+    try:
+        page_url = server.url + "/contact?lang=en"
+        url = await reservations.link_url(
+            live.container.deps, tenant.hotel_id, tenant.slug, "LINK-79",
+            base_url=live.url, site_url=page_url,
+        )  # fmt: skip
+        await page.goto(url.replace("#", "#tab=rooms&", 1))
+        frame = page.frame_locator("iframe[title='Chat with the hotel']")
+        await expect(frame.locator("#chat-status")).to_have_text("online")
+        assert page.url == page_url + "#tab=rooms"
+        (conversation,) = await linked_conversations(admin, "LINK-79")
+        chat = next(f for f in page.frames if f.url.startswith(live.url))
+        assert chat.url == f"{live.url}/chat/{tenant.slug}?embed=1"
+        await frame.locator("#chat-body").fill("When do I arrive?")
+        await frame.locator("#chat-body").press("Enter")
+        await expect(frame.locator(".bubble.guest")).to_have_text("When do I arrive?")
+        count = "SELECT count(*) FROM messages WHERE conversation_id = $1"
+        assert await admin.fetchval(count, conversation) == 1
+    finally:
+        server.stop()
+
+
+async def test_the_widget_without_a_link_stays_closed_and_unlinked(
+    page: Page, live: Live, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    website = (
+        "<!doctype html><html><body>"
+        f'<script src="{live.url}/static/embed.js" data-hotel="{tenant.slug}"></script>'
+        "</body></html>"
+    )
+
+    def site() -> web.Application:
+        app = web.Application()
+
+        async def home(_request: web.Request) -> web.Response:
+            return web.Response(text=website, content_type="text/html")
+
+        app.router.add_get("/", home)
+        return app
+
+    await add_stay(live, tenant, "LINK-80")
+    server = ServerThread(site).start()
+    try:
+        await page.goto(server.url + "/#hotelchat-r=forged.link.token")
+        frame = page.frame_locator("iframe[title='Chat with the hotel']")
+        # A forged link still opens the chat (the widget cannot tell), but links nothing.
+        await expect(frame.locator("#chat-status")).to_have_text("online")
+        assert page.url == server.url + "/"
+        await page.goto(server.url + "/")
+        await expect(page.locator("iframe")).to_have_count(0)
+        assert await linked_conversations(admin, "LINK-80") == []
+    finally:
+        server.stop()

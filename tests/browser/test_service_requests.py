@@ -12,9 +12,9 @@ import asyncpg
 from playwright.async_api import Page, expect
 
 from hotelchat.services import notify, service_requests
-from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import XSS, log_in, whatsapp
+from tests.browser.pages import XSS, log_in, screenshot
 from tests.conftest import Tenant, create_agent
+from tests.helpers import post_webhook
 from tests.live import Live
 
 REACHED = (
@@ -25,7 +25,7 @@ REACHED = (
 
 async def guest_asks(live: Live, tenant: Tenant, admin: asyncpg.Connection, text: str) -> int:
     """A guest writes on WhatsApp; returns the id of their message."""
-    await whatsapp(live, tenant, text)
+    await post_webhook(live.url, tenant, text)
     message_id: int = await admin.fetchval(
         "SELECT max(id) FROM messages WHERE direction = 'inbound'"
     )

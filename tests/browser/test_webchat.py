@@ -10,8 +10,7 @@ from playwright.async_api import Browser, Page, expect
 
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.server import ServerThread
-from tests.browser.conftest import screenshot
-from tests.browser.test_dashboard import XSS, log_in
+from tests.browser.pages import XSS, log_in, screenshot
 from tests.conftest import Tenant, create_agent, run_jobs
 from tests.live import Live
 

@@ -3,51 +3,19 @@ session's PostgreSQL and Redis, talking to the loopback emulators."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from hotelchat.adapters.embedded import free_port
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.conftest import OPENAI_KEY, Backing
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then wait; SIGKILL if it does not stop. Returns the exit status."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                return self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-        return self.popen.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean up, like an OOM kill or a node loss."""
-        self.popen.kill()
-        self.popen.wait(10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-Spawn = Callable[..., Process]
+from tests.e2e.processes import Process, Spawn
 
 
 @pytest.fixture(autouse=True)
@@ -111,30 +79,3 @@ def process_env(
         HOTELCHAT_STATE_DIR=str(tmp_path / "state"),
     )
     return env
-
-
-async def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll `check()` (sync or async) every 0.2 s until truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-async def wait_ready(base_url: str, timeout: float = 30.0) -> None:
-    async def ready() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-                http.get(base_url + "/readyz") as response,
-            ):
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    await wait_until(ready, timeout, f"{base_url}/readyz")

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from hotelchat.adapters.embedded import free_port
-from tests.e2e.conftest import Spawn, wait_ready
+from tests.e2e.processes import Spawn, wait_ready
 
 pytestmark = pytest.mark.slow
 

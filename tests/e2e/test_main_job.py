@@ -4,34 +4,18 @@ MessageSid -> delivery ticks. And a worker killed mid-job, then restarted: exact
 
 from __future__ import annotations
 
-import aiohttp
 import asyncpg
 import pytest
 
-from hotelchat.adapters.twilio import sign
 from hotelchat.emulators import openai_api, twilio_api
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.conftest import Tenant
-from tests.e2e.conftest import Spawn, wait_ready, wait_until
-from tests.helpers import GUEST, INBOUND_PATH, inbound
+from tests.e2e.processes import Spawn, wait_ready, wait_until
+from tests.helpers import GUEST, post_webhook
 
 pytestmark = pytest.mark.slow
 PARKING = "Parking costs EUR 18 per day in our underground garage."
-
-
-async def post_webhook(base_url: str, tenant: Tenant, text: str) -> str:
-    """POST a webhook exactly as Twilio would; returns its MessageSid."""
-    params = inbound(tenant, text)
-    url = base_url + INBOUND_PATH
-    headers = {"X-Twilio-Signature": sign(tenant.auth_token, url, params)}
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-        http.post(url, data=params, headers=headers) as response,
-    ):
-        assert response.status == 200, await response.text()
-        assert (await response.text()).startswith("<?xml")
-    return params["MessageSid"]
 
 
 async def reply_of(admin: asyncpg.Connection, inbound_sid: str) -> asyncpg.Record | None:

@@ -18,8 +18,8 @@ from hotelchat.adapters.embedded import free_port
 from hotelchat.emulators.server import ServerThread
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.conftest import Tenant
-from tests.e2e.conftest import Spawn, wait_ready, wait_until
-from tests.e2e.test_main_job import post_webhook
+from tests.e2e.processes import Spawn, wait_ready, wait_until
+from tests.helpers import post_webhook
 from tests.otlp_receiver import OTLPReceiver
 
 pytestmark = pytest.mark.slow

@@ -14,22 +14,12 @@ import pytest
 from hotelchat.adapters.embedded import free_port, start_redis
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.conftest import PUBLIC_URL, Tenant, create_agent
-from tests.e2e.conftest import Spawn, wait_ready, wait_until
-from tests.helpers import INBOUND_PATH, inbound, signed
+from tests.e2e.processes import Spawn, wait_ready, wait_until
+from tests.helpers import post_webhook
 from tests.live import TIMEOUT, login_cookie, socket
 
 pytestmark = pytest.mark.slow
 ANNA, BRUNO = "+15551110001", "+15551110002"
-
-
-async def whatsapp(base: str, tenant: Tenant, text: str, guest: str) -> None:
-    """Post a webhook to one web process, signed for the public URL as Twilio would."""
-    params = inbound(tenant, text, guest=guest)
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        http.post(base + INBOUND_PATH, data=params, headers=signed(tenant, params)) as response,
-    ):
-        assert response.status == 200, await response.text()
 
 
 async def test_two_web_processes_a_worker_and_a_redis_restart(
@@ -59,7 +49,9 @@ async def test_two_web_processes_a_worker_and_a_redis_restart(
         headers = {"Cookie": f"hc_session={cookie}"}
         async with socket(web_a, "/agent", cookie=cookie) as (_client, events):
             # A guest message arriving through process B shows on the agent's socket at A.
-            await whatsapp(web_b, tenant, "Is there parking?", ANNA)
+            await post_webhook(
+                web_b, tenant, "Is there parking?", guest=ANNA, signed_for=PUBLIC_URL
+            )
             row = await events.wait_for(
                 "conversation", lambda c: c["preview"] == "Is there parking?"
             )
@@ -91,7 +83,9 @@ async def test_two_web_processes_a_worker_and_a_redis_restart(
             ):
                 seen = {c["id"]: c for c in (await response.json())["conversations"]}
             redis.stop()
-            await whatsapp(web_b, tenant, "Are pets allowed?", BRUNO)
+            await post_webhook(
+                web_b, tenant, "Are pets allowed?", guest=BRUNO, signed_for=PUBLIC_URL
+            )
             redis = start_redis(tmp_path / "redis", port=redis.port)
 
             # The client catches up through the API: nothing that arrived meanwhile is lost.
@@ -107,7 +101,7 @@ async def test_two_web_processes_a_worker_and_a_redis_restart(
                 lambda: twilio_emulator.sent(f"whatsapp:{BRUNO}"), 60, "the late reply"
             )
             # And live events flow again once Redis is back.
-            await whatsapp(web_b, tenant, "Thanks!", ANNA)
+            await post_webhook(web_b, tenant, "Thanks!", guest=ANNA, signed_for=PUBLIC_URL)
             await events.wait_for("conversation", lambda c: c["preview"] == "Thanks!", timeout=60)
         assert (
             await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'inbound'") == 3

@@ -25,7 +25,7 @@ from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.services import replies
 from hotelchat.services.ports import Deps, ReplyClaimed, Reservation
 from tests.conftest import Tenant
-from tests.integration.test_replies import receive, reply_row
+from tests.helpers import receive, reply_row
 
 Build = Callable[..., Awaitable[Container]]
 OTHER_GUEST = "+15557654321"

@@ -27,11 +27,7 @@ from hotelchat.services import assistant_settings
 from hotelchat.services.assistant_settings import AssistantChanges
 from hotelchat.services.ports import AgentSession, AssistantSettings
 from tests.conftest import Backing, Tenant, create_agent, run_jobs
-from tests.integration.test_dashboard import csrf_of, login
-from tests.integration.test_knowledge import as_role
-from tests.integration.test_replies import receive
-from tests.integration.test_reservations import hotelchat
-from tests.integration.test_service_requests import as_browser
+from tests.helpers import as_browser, as_role, csrf_of, hotelchat, login, receive
 from tests.live import TIMEOUT, Live, live_server, login_cookie, socket
 
 DEFAULTS = AssistantSettings(

@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import pytest
@@ -19,8 +18,7 @@ from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.entrypoints.web.context import EXTENSION
 from tests.conftest import AGENT_PASSWORD, Tenant, create_agent
-from tests.helpers import GUEST
-from tests.integration.test_replies import receive
+from tests.helpers import GUEST, csrf_of, login, post, receive
 
 
 @dataclass
@@ -41,38 +39,12 @@ async def web(settings: Settings) -> AsyncIterator[Web]:
         yield Web(app, test_app.test_client())
 
 
-async def login(client: Client, email: str, password: str = AGENT_PASSWORD) -> int:
-    """Log in through the form as a browser does; returns the POST's status."""
-    page = await client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', await page.get_data(as_text=True))
-    assert token is not None
-    response = await client.post(
-        "/login", form={"email": email, "password": password, "csrf_token": token.group(1)}
-    )
-    return response.status_code
-
-
-async def csrf_of(client: Client) -> str:
-    page = await client.get("/dashboard")
-    found = re.search(r'name="csrf-token" content="([^"]+)"', await page.get_data(as_text=True))
-    assert found is not None
-    return found.group(1)
-
-
 @pytest.fixture
 async def agent(web: Web, tenant: Tenant, admin: asyncpg.Connection) -> str:
     """Agent ana@a.test of hotel A, logged in on `web.client`; returns the CSRF token."""
     await create_agent(admin, "ana@a.test", [tenant.slug])
     assert await login(web.client, "ana@a.test") == 303
     return await csrf_of(web.client)
-
-
-async def post(
-    client: Client, path: str, csrf: str | None, body: object = None
-) -> tuple[int, dict[str, Any]]:
-    headers = {"X-CSRF-Token": csrf} if csrf else {}
-    response = await client.post(path, json=body, headers=headers)
-    return response.status_code, await response.get_json()
 
 
 def reply(text: str = "Of course, we will have it ready.") -> dict[str, str]:

@@ -17,9 +17,8 @@ from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import knowledge, replies
-from tests.conftest import Tenant, create_agent, create_tenant
-from tests.integration.test_dashboard import csrf_of, login
-from tests.integration.test_replies import receive
+from tests.conftest import Tenant, create_tenant
+from tests.helpers import as_role, receive
 
 KB = (
     ("Parking", "Underground parking costs EUR 18 per day; the entrance is on Calle del Mar.",
@@ -183,12 +182,6 @@ async def client(settings: Settings) -> AsyncIterator[Client]:
 
 def upload(name: str, content: bytes) -> dict[str, FileStorage]:
     return {"file": FileStorage(io.BytesIO(content), filename=name)}
-
-
-async def as_role(client: Client, admin: asyncpg.Connection, tenant: Tenant, role: str) -> str:
-    await create_agent(admin, f"{role}@a.test", [tenant.slug], role=role)
-    assert await login(client, f"{role}@a.test") == 303
-    return await csrf_of(client)
 
 
 async def test_managers_edit_and_agents_read(

@@ -30,8 +30,7 @@ from hotelchat.entrypoints.web.app import create_app
 from hotelchat.entrypoints.web.context import EXTENSION
 from hotelchat.logs import json_handler
 from tests.conftest import AGENT_PASSWORD, OPENAI_KEY, Tenant, create_agent, run_jobs
-from tests.helpers import INBOUND_PATH, STATUS_PATH, inbound, signed
-from tests.integration.test_dashboard import csrf_of, login
+from tests.helpers import INBOUND_PATH, STATUS_PATH, csrf_of, inbound, login, signed
 
 GUEST = "+15557654321"
 STRANGER = "+15559876543"

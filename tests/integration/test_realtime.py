@@ -18,8 +18,8 @@ from hotelchat.emulators import openai_api
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.services import replies
-from tests.conftest import Tenant, create_agent, run_jobs
-from tests.helpers import INBOUND_PATH, inbound, signed
+from tests.conftest import PUBLIC_URL, Tenant, create_agent, run_jobs
+from tests.helpers import post_webhook
 from tests.live import TIMEOUT, Live, live_server, login_cookie, socket
 
 
@@ -33,15 +33,6 @@ async def live(settings: Settings) -> AsyncIterator[Live]:
 async def cookie(live: Live, tenant: Tenant, admin: asyncpg.Connection) -> str:
     await create_agent(admin, "ana@a.test", [tenant.slug])
     return await login_cookie(live.url, "ana@a.test")
-
-
-async def whatsapp(live: Live, tenant: Tenant, text: str, guest: str = "+15551234567") -> None:
-    params = inbound(tenant, text, guest=guest)
-    async with (
-        aiohttp.ClientSession(timeout=TIMEOUT) as http,
-        http.post(live.url + INBOUND_PATH, data=params, headers=signed(tenant, params)) as r,
-    ):
-        assert r.status == 200
 
 
 async def start_web_chat(live: Live, slug: str) -> tuple[str, int]:
@@ -86,7 +77,7 @@ async def test_a_whatsapp_message_reaches_the_agents_screen(
     live: Live, cookie: str, tenant: Tenant
 ) -> None:
     async with socket(live.url, "/agent", cookie=cookie) as (_client, events):
-        await whatsapp(live, tenant, "Is there parking?")
+        await post_webhook(live.url, tenant, "Is there parking?", signed_for=PUBLIC_URL)
         row = await events.wait_for("conversation", lambda c: c["preview"] == "Is there parking?")
         assert (row["state"], row["unread"], row["channel"]) == ("ai", 1, "whatsapp")
 
@@ -94,11 +85,11 @@ async def test_a_whatsapp_message_reaches_the_agents_screen(
 async def test_watching_needs_a_conversation_of_the_agents_hotel(
     live: Live, cookie: str, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    await whatsapp(live, other_tenant, "hotel B's guest")
+    await post_webhook(live.url, other_tenant, "hotel B's guest", signed_for=PUBLIC_URL)
     (theirs,) = await live.container.deps.inbox.conversations(
         other_tenant.hotel_id, states=None, limit=1
     )
-    await whatsapp(live, tenant, "hotel A's guest")
+    await post_webhook(live.url, tenant, "hotel A's guest", signed_for=PUBLIC_URL)
     (ours,) = await live.container.deps.inbox.conversations(tenant.hotel_id, states=None, limit=1)
     async with socket(live.url, "/agent", cookie=cookie) as (client, events):
         call = client.call
@@ -118,8 +109,8 @@ async def test_watching_needs_a_conversation_of_the_agents_hotel(
         }
         assert await call("watch", {"conversation_id": ours.id}, namespace="/agent") == {"ok": True}
         # Events of hotel B's conversation never reach hotel A's agent.
-        await whatsapp(live, other_tenant, "another from B")
-        await whatsapp(live, tenant, "another from A")
+        await post_webhook(live.url, other_tenant, "another from B", signed_for=PUBLIC_URL)
+        await post_webhook(live.url, tenant, "another from A", signed_for=PUBLIC_URL)
         await events.wait_for("message", lambda m: m["conversation_id"] == ours.id)
         assert all(m["conversation_id"] == ours.id for m in events.events["message"])
         assert all(c["id"] == ours.id for c in events.events["conversation"])
@@ -130,7 +121,7 @@ async def test_typing_and_presence_between_agents(
 ) -> None:
     await create_agent(admin, "bo@a.test", [tenant.slug], name="Bo")
     bo_cookie = await login_cookie(live.url, "bo@a.test")
-    await whatsapp(live, tenant, "Hello")
+    await post_webhook(live.url, tenant, "Hello", signed_for=PUBLIC_URL)
     (conversation,) = await live.container.deps.inbox.conversations(
         tenant.hotel_id, states=None, limit=1
     )

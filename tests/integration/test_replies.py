@@ -18,34 +18,12 @@ from hotelchat.emulators import openai_api
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import Fault as TwilioFault
 from hotelchat.emulators.twilio_api import TwilioEmulator
-from hotelchat.services import inbound, outbound, replies
+from hotelchat.services import outbound, replies
 from hotelchat.services.ports import DraftReply, ReplyClaimed, ReplySkipped
-from tests.conftest import PUBLIC_URL, Tenant, run_jobs
-from tests.helpers import GUEST, INBOUND_PATH, signature
-from tests.helpers import inbound as inbound_form
+from tests.conftest import Tenant, run_jobs
+from tests.helpers import GUEST, receive, reply_row
 
 Build = Callable[..., Awaitable[Container]]
-
-
-async def receive(container: Container, tenant: Tenant, text: str, guest: str = GUEST) -> int:
-    """Deliver one signed inbound message through the service; returns its message id."""
-    params = inbound_form(tenant, text, guest=guest)
-    record = await inbound.receive_whatsapp(
-        container.deps, params, url=PUBLIC_URL + INBOUND_PATH, signature=signature(tenant, params)
-    )
-    assert record.message_id is not None
-    return record.message_id
-
-
-async def reply_row(admin: asyncpg.Connection, message_id: int) -> asyncpg.Record:
-    row = await admin.fetchrow(
-        """SELECT r.*, c.state AS conversation_state, c.handoff_reason
-           FROM messages r JOIN conversations c ON c.id = r.conversation_id
-           WHERE r.in_reply_to = $1""",
-        message_id,
-    )
-    assert row is not None, "no reply stored"
-    return row
 
 
 async def test_without_a_model_the_knowledge_base_answers(

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -38,7 +36,7 @@ from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import demo, inbound, reservations
 from hotelchat.services.ports import Reservation, WebGuest
 from tests.conftest import PUBLIC_URL, Backing, Tenant
-from tests.helpers import GUEST, INBOUND_PATH, signature
+from tests.helpers import GUEST, INBOUND_PATH, hotelchat, signature
 from tests.helpers import inbound as inbound_form
 
 HEADER = (
@@ -472,6 +470,30 @@ async def test_a_link_for_an_unknown_or_malformed_code(
         await deps.reservations.link_web_guest(tenant.hotel_id, "GONE-1", "not-a-uuid")
 
 
+@pytest.mark.parametrize(
+    "site",
+    [
+        "hotel.example/contact",
+        "javascript:alert(1)//",
+        "https:///no-host",
+        "https://hotel.example/#top",
+        "https://hotel.example/#",
+        "https://hotel.example/a page",
+        "https://hotel.example/" + "a" * 2000,
+        "https://[::1/",
+    ],
+)
+async def test_a_website_link_needs_a_plain_web_page(
+    container: Container, tenant: Tenant, site: str
+) -> None:
+    await container.deps.reservations.upsert_many(tenant.hotel_id, [stay("SITE-1")], source="pms")
+    with pytest.raises(InvalidInput, match="website page"):
+        await reservations.link_url(
+            container.deps, tenant.hotel_id, tenant.slug, "SITE-1", base_url=PUBLIC_URL,
+            site_url=site,
+        )  # fmt: skip
+
+
 # --- the web chat -----------------------------------------------------------------------------
 
 
@@ -590,26 +612,6 @@ async def test_the_demo_guest_has_a_booking_whenever_the_demo_starts(
 # --- the command line -------------------------------------------------------------------------
 
 
-def hotelchat(backing: Backing, secret: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `hotelchat ARGS` as an operator would, against the test database."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": backing.app_dsn,
-        "REDIS_URL": backing.redis_url,
-        "PUBLIC_BASE_URL": "https://chat.example.test/",
-    }
-    if secret is not None:
-        env["SECRET_KEY"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "hotelchat", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def test_the_import_and_link_commands(
     backing: Backing,
     settings: Settings,
@@ -651,6 +653,19 @@ async def test_the_import_and_link_commands(
     guest = await web_guest(container, tenant)
     assert await reservations.redeem_link(container.deps, guest, url.fragment[2:])
     assert await codes_of(container, tenant, guest.conversation_id) == ["CLI-101"]
+
+    site = "https://www.hotel-a.example/contact?lang=en"
+    done = await cli("link", "--hotel", tenant.slug, "--code", "CLI-101", "--site", site)
+    assert done.returncode == 0, done.stderr
+    page, _, fragment = done.stdout.strip().partition("#")
+    assert page == site and fragment.startswith("hotelchat-r=")
+    assert await reservations.redeem_link(
+        container.deps, guest, fragment.removeprefix("hotelchat-r=")
+    )
+    done = await cli("link", "--hotel", tenant.slug, "--code", "CLI-101", "--site", "ftp://x/")
+    assert (done.returncode, done.stderr.strip()) == (
+        1, "error: the website page must be an http:// or https:// URL with a host",
+    )  # fmt: skip
 
     done = await cli("link", "--hotel", tenant.slug, "--code", "CLI-999")
     assert (done.returncode, done.stderr.strip()) == (

@@ -6,7 +6,6 @@ to the hotel's dashboards (and only to them) as `service_request` events."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +21,7 @@ from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import service_requests
 from hotelchat.services.ports import ServiceRequest
 from tests.conftest import Tenant, create_agent
-from tests.integration.test_dashboard import csrf_of, login, post
-from tests.integration.test_replies import receive
+from tests.helpers import as_browser, csrf_of, login, post, receive
 from tests.live import TIMEOUT, Live, live_server, login_cookie, socket
 
 
@@ -345,15 +343,6 @@ async def test_odd_ids_queries_and_oversized_bodies(
 async def live(settings: Settings) -> AsyncIterator[Live]:
     async with live_server(settings) as server:
         yield server
-
-
-async def as_browser(http: aiohttp.ClientSession, live: Live, cookie: str) -> dict[str, str]:
-    """The headers a logged-in dashboard sends: its session cookie and the page's CSRF token."""
-    headers = {"Cookie": f"hc_session={cookie}"}
-    async with http.get(live.url + "/dashboard", headers=headers) as page:
-        found = re.search(r'name="csrf-token" content="([^"]+)"', await page.text())
-        assert found is not None
-    return {**headers, "X-CSRF-Token": found.group(1)}
 
 
 async def close_over_http(live: Live, cookie: str, request_id: int, status: str) -> int:

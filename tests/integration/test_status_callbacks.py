@@ -14,8 +14,7 @@ from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import replies
 from tests.conftest import Tenant
-from tests.helpers import GUEST, STATUS_PATH, new_sid, signed
-from tests.integration.test_replies import receive
+from tests.helpers import GUEST, STATUS_PATH, new_sid, receive, signed
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hotelchat.config import Settings
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.entrypoints.worker import run_worker
 from tests.conftest import Tenant
-from tests.integration.test_replies import receive
+from tests.helpers import receive
 
 Build = Callable[..., Awaitable[Container]]
 

@@ -431,10 +431,18 @@ def reservations_import(hotel_slug: str, region: str | None, path: Path) -> None
 @reservations_group.command("link")
 @click.option("--hotel", "hotel_slug", required=True)
 @click.option("--code", required=True, help="The reservation's code.")
-def reservations_link(hotel_slug: str, code: str) -> None:
-    """Print a web-chat link (PUBLIC_BASE_URL) to send the guest of reservation CODE: whoever
-    opens it within 30 days chats with the reservation tied to their chat. A newer link moves
-    the reservation to whoever opens that one."""
+@click.option(
+    "--site",
+    "site_url",
+    default=None,
+    help="A page of the hotel's website that carries embed.js: the link opens the chat "
+    "widget there instead of HotelChat's own chat page.",
+)
+def reservations_link(hotel_slug: str, code: str, site_url: str | None) -> None:
+    """Print a web-chat link to send the guest of reservation CODE (to the chat page at
+    PUBLIC_BASE_URL, or with --site to the widget on the hotel's website): whoever opens it
+    within 30 days chats with the reservation tied to their chat. A newer link moves the
+    reservation to whoever opens that one."""
     from hotelchat.services import reservations
 
     settings = load_settings()
@@ -442,7 +450,7 @@ def reservations_link(hotel_slug: str, code: str) -> None:
 
     async def work(deps: Deps, hotel_id: int) -> str:
         return await reservations.link_url(
-            deps, hotel_id, hotel_slug, code, base_url=settings.public_url
+            deps, hotel_id, hotel_slug, code, base_url=settings.public_url, site_url=site_url
         )
 
     click.echo(run(in_hotel(settings, hotel_slug, work)))

@@ -16,7 +16,7 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Literal, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import structlog
 
@@ -29,6 +29,10 @@ log = structlog.get_logger(__name__)
 LINK_PURPOSE = "hotelchat.reservation-link"
 LINK_MAX_AGE = 30 * 24 * 3600  # seconds
 LINK_PARAMETER = "r"  # the chat page reads the link from `#r=…` (or `?r=…`)
+# On a page of the hotel's website that carries embed.js, the widget reads `#hotelchat-r=…`:
+# a name of our own, so that it cannot clash with the website's own use of its fragment.
+SITE_LINK_PARAMETER = "hotelchat-r"
+MAX_SITE_URL = 2000  # characters
 MAX_IMPORT = 10_000  # reservations per import
 
 StatusName = Literal["confirmed", "checked_in", "checked_out", "cancelled"]
@@ -124,15 +128,48 @@ def link_token(deps: Deps, hotel_slug: str, code: str) -> str:
     return deps.tokens.sign(LINK_PURPOSE, {"s": hotel_slug, "c": check_code(code), "t": issued_ms})
 
 
-async def link_url(deps: Deps, hotel_id: int, hotel_slug: str, code: str, *, base_url: str) -> str:
-    """The chat page URL that links reservation `code` to whoever opens it:
-    `<base_url>/chat/<slug>#r=<token>`. The token travels in the URL's fragment, which browsers
-    never send to a server, so it stays out of access logs, traces and Referer headers. Raises
-    `NotFound` when the hotel has no such reservation, `InvalidInput` for a malformed code."""
+async def link_url(
+    deps: Deps,
+    hotel_id: int,
+    hotel_slug: str,
+    code: str,
+    *,
+    base_url: str,
+    site_url: str | None = None,
+) -> str:
+    """The URL that links reservation `code` to whoever opens it: HotelChat's chat page,
+    `<base_url>/chat/<slug>#r=<token>`, or with `site_url` a page of the hotel's website that
+    carries embed.js, `<site_url>#hotelchat-r=<token>`, where the widget opens with the link.
+    The token travels in the URL's fragment, which browsers never send to a server, so it stays
+    out of access logs, traces and Referer headers. Raises `NotFound` when the hotel has no such
+    reservation, `InvalidInput` for a malformed code or a `site_url` that is not an absolute
+    http(s) URL without a fragment."""
+    page = None if site_url is None else check_site_url(site_url)
     if await deps.reservations.find(hotel_id, check_code(code)) is None:
         raise NotFound(f"no reservation {code!r} in {hotel_slug}")
     token = link_token(deps, hotel_slug, code)
+    if page is not None:
+        return f"{page}#{SITE_LINK_PARAMETER}={token}"
     return f"{base_url.rstrip('/')}/chat/{quote(hotel_slug)}#{LINK_PARAMETER}={token}"
+
+
+def check_site_url(url: str) -> str:
+    """`url`, a page of the hotel's website, when it is an absolute http(s) URL with a host, no
+    fragment (the link's own place) and at most `MAX_SITE_URL` characters; else `InvalidInput`."""
+    if len(url) > MAX_SITE_URL or any(c.isspace() for c in url):
+        raise InvalidInput(
+            "the website page must be a URL without spaces, 2,000 characters at most"
+        )
+    try:
+        parts = urlsplit(url)
+        has_host = bool(parts.hostname)
+    except ValueError as exc:
+        raise InvalidInput("the website page is not a valid URL") from exc
+    if parts.scheme not in ("https", "http") or not has_host:
+        raise InvalidInput("the website page must be an http:// or https:// URL with a host")
+    if parts.fragment or url.endswith("#"):
+        raise InvalidInput("the website page must not have a #fragment: the link goes there")
+    return url
 
 
 async def redeem_link(deps: Deps, guest: WebGuest, token: str) -> bool:

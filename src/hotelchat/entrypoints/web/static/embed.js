@@ -1,7 +1,9 @@
 // HotelChat web chat for a hotel's website. Add before </body>:
 //   <script src="https://YOUR-HOTELCHAT/static/embed.js" data-hotel="YOUR-HOTEL-SLUG" async></script>
 // It adds a chat button; the chat itself runs in an iframe on HotelChat's origin, so the
-// website's styles and scripts cannot touch it.
+// website's styles and scripts cannot touch it. A reservation link made for this page
+// (`hotelchat reservations link --site <this page>`, ending `#hotelchat-r=…`) opens the chat
+// at once, tied to the guest's reservation, and leaves the address bar.
 "use strict";
 
 (() => {
@@ -9,6 +11,15 @@
   if (!script || !script.dataset.hotel) return;
   const origin = new URL(script.src).origin;
   const src = `${origin}/chat/${encodeURIComponent(script.dataset.hotel)}?embed=1`;
+
+  // The link travels in the fragment: browsers never send it to the website's server either.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const reservation = fragment.get("hotelchat-r");
+  if (reservation) {
+    fragment.delete("hotelchat-r");
+    const rest = fragment.toString();
+    history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
 
   const button = document.createElement("button");
   button.type = "button";
@@ -22,10 +33,10 @@
   });
 
   let frame = null;
-  button.addEventListener("click", () => {
+  function toggle() {
     if (!frame) {
       frame = document.createElement("iframe");
-      frame.src = src;
+      frame.src = reservation ? `${src}#r=${encodeURIComponent(reservation)}` : src;
       frame.title = "Chat with the hotel";
       Object.assign(frame.style, {
         position: "fixed", right: "20px", bottom: "76px", zIndex: "2147483000",
@@ -38,6 +49,8 @@
       frame.hidden = !frame.hidden;
     }
     button.setAttribute("aria-expanded", String(!frame.hidden));
-  });
+  }
+  button.addEventListener("click", toggle);
   document.body.appendChild(button);
+  if (reservation) toggle();
 })();
