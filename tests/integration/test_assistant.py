@@ -38,11 +38,13 @@ class RecordingEvents:
     def __init__(self, inner: object) -> None:
         self.inner = inner
         self.events: dict[str, list[Mapping[str, object]]] = defaultdict(list)
+        self.seen: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
     async def emit(
         self, event: str, payload: Mapping[str, object], *, room: str, namespace: str
     ) -> None:
         self.events[event].append(payload)
+        self.seen[event].set()
         await self.inner.emit(event, payload, room=room, namespace=namespace)  # type: ignore[attr-defined]
 
 
@@ -457,6 +459,26 @@ async def test_a_stream_that_breaks_midway_shows_nothing_partial_to_anyone(
     (sent,) = twilio_emulator.sent()
     assert sent.body.startswith("Thank you for your message")  # the holding message only
     assert (await reply_row(admin, message_id))["responder"] == "holding"
+
+
+async def test_a_takeover_mid_stream_withdraws_the_text_once(
+    build_container: Build, tenant: Tenant, admin: asyncpg.Connection,
+    openai_emulator: OpenAIEmulator, twilio_emulator: TwilioEmulator,
+) -> None:  # fmt: skip
+    container = await build_container()
+    deps, events = recording(container)
+    openai_emulator.answer_next("Parking is EUR 18 per day. " * 20)
+    openai_emulator.fail_next(openai_api.Fault(chunk_delay=0.03))
+    message_id = await receive(container, tenant, "Is there parking?")
+    conversation_id = await admin.fetchval(
+        "SELECT conversation_id FROM messages WHERE id = $1", message_id
+    )
+    job = asyncio.create_task(replies.reply_to_inbound(deps, tenant.hotel_id, message_id))
+    await asyncio.wait_for(events.seen["ai_delta"].wait(), 10)
+    await deps.stop_signals.stop(conversation_id)  # what a takeover does first
+    assert await asyncio.wait_for(job, 10) == "stopped: an agent took over"
+    assert len(events.events["ai_aborted"]) == 1
+    assert twilio_emulator.sent() == []
 
 
 async def test_streamed_text_is_whole_checked_sentences(

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import json
 import re
 import secrets
@@ -635,10 +636,31 @@ class OpenAIEmulator:
         break_after: int | None,
         chunk_delay: float = 0.0,
     ) -> web.StreamResponse:
-        """`reply` as OpenAI streams it: the role, its deltas one chunk each, the finish reason."""
+        """`reply` as OpenAI streams it: the role, its deltas one chunk each, the finish reason.
+        A client that hangs up midway (a cancelled call) just ends the stream."""
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
+        with contextlib.suppress(ConnectionResetError):  # the client hung up: nobody to answer
+            await self._write_stream(
+                request, response, reply, completion_id, created, model,
+                usage=usage, break_after=break_after, chunk_delay=chunk_delay,
+            )  # fmt: skip
+        return response
+
+    async def _write_stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        reply: _Reply,
+        completion_id: str,
+        created: int,
+        model: str,
+        *,
+        usage: tuple[int, int] | None,
+        break_after: int | None,
+        chunk_delay: float,
+    ) -> None:
         await response.prepare(request)
 
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
@@ -660,7 +682,7 @@ class OpenAIEmulator:
                 # Drop the connection mid-stream, as a failing upstream does.
                 assert request.transport is not None
                 request.transport.close()
-                return response
+                return
             await response.write(chunk(delta, None))
             await asyncio.sleep(chunk_delay)
         await response.write(chunk({}, reply.finish))
@@ -680,7 +702,6 @@ class OpenAIEmulator:
             await response.write(f"data: {json.dumps(body)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        return response
 
 
 @dataclass(frozen=True)

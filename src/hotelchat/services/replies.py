@@ -418,6 +418,8 @@ class _Conversation:
         except _Withheld as exc:
             await stream.abort()
             return self._withheld(exc.verdict, sources)
+        except ReplyStopped:
+            raise  # `reply_to_inbound` withdraws the text, once, whoever stopped it
         except BaseException:
             await stream.abort()
             raise
