@@ -45,37 +45,6 @@ MARGINS = (0.0, 0.01, 0.015)
 
 Matrix = npt.NDArray[np.float32]
 
-# A variant, not in the knowledge base: a few English synonyms per entry, as staff could type them
-# into a "keywords" field (or the title). Written once; questions.jsonl was not changed for them.
-KEYWORDS: dict[str, str] = {
-    "Breakfast": "breakfast buffet, morning meal",
-    "Check-in and check-out": "arrival and departure times, leaving the room, late check-out",
-    "Parking": "car park, garage, where to leave the car, EV charging",
-    "Spa": "sauna, steam bath, hammam, massage, wellness",
-    "Airport transfer": "shuttle, pick-up from the airport, getting to the hotel",
-    "Pools": "swimming pool opening hours, pool towels",
-    "Gym": "fitness room, workout, weights",
-    "Restaurant": "dinner, evening meal, table reservation",
-    "Early check-in": "arriving early, room ready before 15:00",
-    "Laundry": "washing clothes, dry cleaning, ironing, washing machine",
-    "Room service": "food delivered to the room, in-room dining",
-    "Kids club": "children's activities, miniclub, entertainment for kids",
-    "Babysitting": "babysitter, nanny, childcare in the evening",
-    "Accessibility": "wheelchair, disabled guests, reduced mobility, lifts",
-    "Beach": "sun loungers, sunbeds, umbrellas, beach towels",
-    "Dress code": "what to wear at dinner, clothing, flip-flops",
-    "Dietary needs and allergies": "food allergy, intolerance, gluten-free, vegan, special diet",
-    "Safe deposit box": "safe in the room, valuables, passport",
-    "Doctor and pharmacy": "medical help, emergency, illness, chemist, medicine",
-    "Taxis and bike hire": "cab, bicycle rental, scooter rental, getting around",
-    "Payments and currency exchange": "credit cards, cash, ATM, deposit, changing money",
-    "Quiet hours": "noise, loud neighbours, night rest, earplugs",
-    "Wi-Fi": "internet, wireless, Wi-Fi password",
-    "Pets": "dogs, cats, animals",
-    "Luggage storage": "bags, suitcases, left luggage before check-in or after check-out",
-    "Smoking": "cigarettes, vaping, smoking area",
-}
-
 
 @dataclass(frozen=True)
 class Question:
@@ -177,6 +146,10 @@ def dense_rankings(scores: Matrix, titles: Sequence[str]) -> list[Ranking]:
 
 
 def entry_texts(kb: Sequence[tuple[str, str]], style: str) -> list[str]:
+    # The keywords the demo's entries carry: a few words per entry that guests use and the
+    # entry's own text does not. First written here as a variant, then adopted by the demo.
+    from hotelchat.services.demo import KEYWORDS
+
     if style == "title: body":
         return [f"{title}: {body}" for title, body in kb]
     if style == "title (keywords): body":

@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from aiohttp import web
 from playwright.async_api import Page, expect
 
-from hotelchat.emulators.server import ServerThread
 from hotelchat.services import reservations
 from hotelchat.services.ports import Reservation
+from tests.browser.pages import hotel_website
 from tests.conftest import Tenant
 from tests.live import Live
 
@@ -81,25 +80,9 @@ async def test_a_link_to_the_hotels_website_opens_the_widget_tied_to_the_reserva
     """`reservations link --site`: the hotel's own page (another origin) with embed.js opens
     the chat at once, linked, and the link leaves both address bars; other fragment
     parameters of the website stay."""
-    website = (
-        "<!doctype html><html><body><h1>Contact us</h1>"
-        f'<script src="{live.url}/static/embed.js" data-hotel="{tenant.slug}"></script>'
-        "</body></html>"
-    )
-
-    def site() -> web.Application:
-        app = web.Application()
-
-        async def contact(_request: web.Request) -> web.Response:
-            return web.Response(text=website, content_type="text/html")
-
-        app.router.add_get("/contact", contact)
-        return app
-
     await add_stay(live, tenant, "LINK-79")
-    server = ServerThread(site).start()
-    try:
-        page_url = server.url + "/contact?lang=en"
+    with hotel_website(live, tenant.slug, "/contact") as website:
+        page_url = website + "/contact?lang=en"
         url = await reservations.link_url(
             live.container.deps, tenant.hotel_id, tenant.slug, "LINK-79",
             base_url=live.url, site_url=page_url,
@@ -116,38 +99,18 @@ async def test_a_link_to_the_hotels_website_opens_the_widget_tied_to_the_reserva
         await expect(frame.locator(".bubble.guest")).to_have_text("When do I arrive?")
         count = "SELECT count(*) FROM messages WHERE conversation_id = $1"
         assert await admin.fetchval(count, conversation) == 1
-    finally:
-        server.stop()
 
 
-async def test_the_widget_without_a_link_stays_closed_and_unlinked(
+async def test_a_forged_website_link_opens_the_widget_but_links_nothing(
     page: Page, live: Live, tenant: Tenant, admin: asyncpg.Connection
 ) -> None:
-    website = (
-        "<!doctype html><html><body>"
-        f'<script src="{live.url}/static/embed.js" data-hotel="{tenant.slug}"></script>'
-        "</body></html>"
-    )
-
-    def site() -> web.Application:
-        app = web.Application()
-
-        async def home(_request: web.Request) -> web.Response:
-            return web.Response(text=website, content_type="text/html")
-
-        app.router.add_get("/", home)
-        return app
-
     await add_stay(live, tenant, "LINK-80")
-    server = ServerThread(site).start()
-    try:
-        await page.goto(server.url + "/#hotelchat-r=forged.link.token")
+    with hotel_website(live, tenant.slug) as website:
+        await page.goto(website + "/#hotelchat-r=forged.link.token")
         frame = page.frame_locator("iframe[title='Chat with the hotel']")
         # A forged link still opens the chat (the widget cannot tell), but links nothing.
         await expect(frame.locator("#chat-status")).to_have_text("online")
-        assert page.url == server.url + "/"
-        await page.goto(server.url + "/")
+        assert page.url == website + "/"
+        await page.goto(website + "/")
         await expect(page.locator("iframe")).to_have_count(0)
         assert await linked_conversations(admin, "LINK-80") == []
-    finally:
-        server.stop()

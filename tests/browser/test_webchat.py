@@ -5,12 +5,10 @@ hotel's website embeds."""
 from __future__ import annotations
 
 import asyncpg
-from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
 from hotelchat.emulators.openai_api import OpenAIEmulator
-from hotelchat.emulators.server import ServerThread
-from tests.browser.pages import XSS, log_in, screenshot
+from tests.browser.pages import XSS, hotel_website, log_in, screenshot
 from tests.conftest import Tenant, create_agent, run_jobs
 from tests.live import Live
 
@@ -72,30 +70,11 @@ async def test_an_agents_reply_reaches_the_guest_live(
 async def test_the_widget_embeds_the_chat_in_a_hotel_website(
     page: Page, live: Live, tenant: Tenant
 ) -> None:
-    website = (
-        "<!doctype html><html><body><h1>Welcome to our hotel</h1>"
-        f'<script src="{live.url}/static/embed.js" data-hotel="{tenant.slug}"></script>'
-        "</body></html>"
-    )
-
-    def site() -> web.Application:
-        app = web.Application()
-
-        async def home(_request: web.Request) -> web.Response:
-            return web.Response(text=website, content_type="text/html")
-
-        app.router.add_get("/", home)
-        return app
-
-    # The hotel's own website: another origin (another port) than HotelChat's.
-    server = ServerThread(site).start()
-    try:
-        await page.goto(server.url + "/")
+    with hotel_website(live, tenant.slug) as website:
+        await page.goto(website + "/")
         await page.click("text=Chat with us")
         frame = page.frame_locator("iframe[title='Chat with the hotel']")
         await expect(frame.locator("#chat-status")).to_have_text("online")
         await frame.locator("#chat-body").fill("Hello from your website")
         await frame.locator("#chat-body").press("Enter")
         await expect(frame.locator(".bubble.guest")).to_have_text("Hello from your website")
-    finally:
-        server.stop()

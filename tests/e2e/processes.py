@@ -56,15 +56,18 @@ async def wait_until(check: Callable[[], object], timeout: float, what: str) -> 
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-async def wait_ready(base_url: str, timeout: float = 30.0) -> None:
+async def wait_ready(base_url: str, timeout: float = 30.0, *, path: str = "/readyz") -> None:
+    """Wait until GET `base_url` + `path` (HotelChat's readiness probe unless told) answers
+    200; fail after `timeout` seconds."""
+
     async def ready() -> bool:
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-                http.get(base_url + "/readyz") as response,
+                http.get(base_url + path) as response,
             ):
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    await wait_until(ready, timeout, f"{base_url}/readyz")
+    await wait_until(ready, timeout, base_url + path)

@@ -71,20 +71,6 @@ async def test_one_trace_from_the_webhook_to_the_send(
         server.stop()
 
 
-async def wait_ready_prometheus(url: str) -> None:
-    async def ready() -> bool:
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-                http.get(url + "/-/ready") as response,
-            ):
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    await wait_until(ready, 30, "Prometheus to start")
-
-
 async def query(prometheus: str, expression: str) -> list[dict[str, object]]:
     url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(expression)}"
     async with (
@@ -136,7 +122,7 @@ async def test_prometheus_scrapes_the_key_series(
         )  # fmt: skip
     url = f"http://127.0.0.1:{prometheus_port}"
     try:
-        await wait_ready_prometheus(url)
+        await wait_ready(url, path="/-/ready")
         series = {
             'up{job="hotelchat-web"} == 1': None,
             'up{job="hotelchat-worker"} == 1': None,

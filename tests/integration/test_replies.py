@@ -204,15 +204,21 @@ async def test_two_jobs_at_once_send_one_reply(
     assert len(openai_emulator.requests) == 1
 
 
+async def claim_reply(container: Container, tenant: Tenant, message_id: int) -> ReplyClaimed:
+    """Take the reply lease on `message_id` (30 s) as a job does first, as if about to answer."""
+    claim = await container.store.claim_reply(
+        tenant.hotel_id, message_id, lease_seconds=30, history_turns=5, max_attempts=5
+    )
+    assert isinstance(claim, ReplyClaimed)
+    return claim
+
+
 async def test_a_job_that_died_while_asking_the_model_is_redone_once(
     container: Container, tenant: Tenant, admin: asyncpg.Connection,
     twilio_emulator: TwilioEmulator,
 ) -> None:  # fmt: skip
     message_id = await receive(container, tenant, "Is there parking?")
-    claim = await container.store.claim_reply(
-        tenant.hotel_id, message_id, lease_seconds=30, history_turns=5, max_attempts=5
-    )
-    assert isinstance(claim, ReplyClaimed)
+    await claim_reply(container, tenant, message_id)
     # The worker dies here. Until the lease expires, another run waits instead of answering.
     with pytest.raises(TemporaryFailure):
         await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
@@ -226,10 +232,7 @@ async def test_a_reply_stored_but_not_sent_is_sent_without_asking_the_model_agai
     openai_emulator: OpenAIEmulator,
 ) -> None:  # fmt: skip
     message_id = await receive(container, tenant, "Is there parking?")
-    claim = await container.store.claim_reply(
-        tenant.hotel_id, message_id, lease_seconds=30, history_turns=5, max_attempts=5
-    )
-    assert isinstance(claim, ReplyClaimed)
+    claim = await claim_reply(container, tenant, message_id)
     draft = await replies.draft_reply(container.deps, tenant.hotel_id, claim.context)
     await container.store.store_reply(tenant.hotel_id, message_id, draft)
     asked = len(openai_emulator.requests)
@@ -264,10 +267,7 @@ async def test_an_agent_taking_over_mid_answer_discards_the_ai_reply(
     twilio_emulator: TwilioEmulator,
 ) -> None:  # fmt: skip
     message_id = await receive(container, tenant, "Is there parking?")
-    claim = await container.store.claim_reply(
-        tenant.hotel_id, message_id, lease_seconds=30, history_turns=5, max_attempts=5
-    )
-    assert isinstance(claim, ReplyClaimed)
+    claim = await claim_reply(container, tenant, message_id)
     draft = await replies.draft_reply(container.deps, tenant.hotel_id, claim.context)
     await admin.execute("UPDATE conversations SET state = 'agent'")
     result = await container.store.store_reply(tenant.hotel_id, message_id, draft)

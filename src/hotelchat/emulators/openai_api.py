@@ -641,67 +641,45 @@ class OpenAIEmulator:
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        with contextlib.suppress(ConnectionResetError):  # the client hung up: nobody to answer
-            await self._write_stream(
-                request, response, reply, completion_id, created, model,
-                usage=usage, break_after=break_after, chunk_delay=chunk_delay,
-            )  # fmt: skip
-        return response
 
-    async def _write_stream(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        reply: _Reply,
-        completion_id: str,
-        created: int,
-        model: str,
-        *,
-        usage: tuple[int, int] | None,
-        break_after: int | None,
-        chunk_delay: float,
-    ) -> None:
-        await response.prepare(request)
-
-        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        def event(choices: list[dict[str, Any]], **extra: object) -> bytes:
             body = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
                 "system_fingerprint": "fp_emulator",
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
+                "choices": choices,
+                **extra,
             }
             return f"data: {json.dumps(body)}\n\n".encode()
 
-        await response.write(chunk(reply.first, None))
-        for index, delta in enumerate(reply.deltas):
-            if break_after is not None and index >= break_after:
-                # Drop the connection mid-stream, as a failing upstream does.
-                assert request.transport is not None
-                request.transport.close()
-                return
-            await response.write(chunk(delta, None))
-            await asyncio.sleep(chunk_delay)
-        await response.write(chunk({}, reply.finish))
-        if usage is not None:
-            body = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": usage[0],
-                    "completion_tokens": usage[1],
-                    "total_tokens": usage[0] + usage[1],
-                },
-            }
-            await response.write(f"data: {json.dumps(body)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            return event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+        with contextlib.suppress(ConnectionResetError):  # the client hung up: nobody to answer
+            await response.prepare(request)
+            await response.write(chunk(reply.first, None))
+            for index, delta in enumerate(reply.deltas):
+                if break_after is not None and index >= break_after:
+                    # Drop the connection mid-stream, as a failing upstream does.
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write(chunk(delta, None))
+                await asyncio.sleep(chunk_delay)
+            await response.write(chunk({}, reply.finish))
+            if usage is not None:
+                prompt_tokens, completion_tokens = usage
+                figures = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                await response.write(event([], usage=figures))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        return response
 
 
 @dataclass(frozen=True)
