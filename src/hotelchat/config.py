@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="PostgreSQL URL of the role that owns the schema; used only by "
         "`hotelchat migrate`.",
     )
+    database_operator_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the operator's role, a member of `hotelchat_operator`: "
+        "provisions chains, hotels, numbers, agents and knowledge, reads no guest data. Used by "
+        "`hotelchat operator` and the provisioning commands (which fall back to "
+        "DATABASE_ADMIN_URL).",
+    )
     database_pool_min_size: int = Field(
         default=1, ge=0, le=100, description="Connections kept open per process."
     )
@@ -127,7 +134,19 @@ class Settings(BaseSettings):
         default=9101,
         ge=0,
         le=65535,
-        description="Port where `hotelchat worker` serves /metrics (0: none).",
+        description="Port where `hotelchat worker` serves /metrics and its liveness probe "
+        "/healthz (0: none).",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the worker's metrics server binds (0.0.0.0 in a pod, to be scraped).",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys (comma-separated, newest first) that encrypt Twilio auth tokens "
+        "at rest; the first encrypts, every one decrypts, so a key is rotated by putting a new "
+        "one first (docs/operator.md). `hotelchat dev` generates one under the state folder.",
     )
 
     # --- OpenAI -----------------------------------------------------------------------------
@@ -256,6 +275,31 @@ class Settings(BaseSettings):
         description="How long one job owns a reply or a send before another may take it over.",
     )
 
+    # --- Operator ---------------------------------------------------------------------------
+    operator_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address `hotelchat operator` binds for its probe and metrics (0.0.0.0 in "
+        "a pod).",
+    )
+    operator_health_port: int = Field(
+        default=8081,
+        ge=1,
+        le=65535,
+        description="Port of the operator's liveness probe, GET /healthz.",
+    )
+    operator_metrics_port: int = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="Port where `hotelchat operator` serves /metrics (0: none).",
+    )
+    operator_resync_seconds: PositiveSeconds = Field(
+        default=20.0,
+        description="How often the operator re-checks each Hotel against the database and its "
+        "Secrets and ConfigMaps (drift, rotated tokens, edited knowledge).",
+    )
+
     # --- Process ----------------------------------------------------------------------------
     state_dir: Path = Field(
         default=Path(".hotelchat"),
@@ -269,7 +313,7 @@ class Settings(BaseSettings):
         default="json", description="`json` (one object per line) or `console`."
     )
 
-    @field_validator("database_url", "database_admin_url")
+    @field_validator("database_url", "database_admin_url", "database_operator_url")
     @classmethod
     def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_scheme(value, {"postgres", "postgresql"}, "the database URL")
@@ -303,7 +347,11 @@ class Settings(BaseSettings):
         for value in (self.openai_api_key, self.secret_key, self.metrics_token):
             if value is not None:
                 found.append(value.get_secret_value())
-        for url in (self.database_url, self.database_admin_url, self.redis_url):
+        if self.encryption_keys is not None:
+            found.extend(self.encryption_keys.get_secret_value().split(","))
+        urls = (self.database_url, self.database_admin_url, self.database_operator_url,
+                self.redis_url)  # fmt: skip
+        for url in urls:
             if url is not None:
                 password = urlsplit(url.get_secret_value()).password
                 if password:
