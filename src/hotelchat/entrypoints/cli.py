@@ -103,6 +103,7 @@ def prepare_multiprocess_metrics() -> None:
     if not directory:
         directory = tempfile.mkdtemp(prefix="hotelchat-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    Path(directory).mkdir(parents=True, exist_ok=True)
     for stale in Path(directory).glob("*.db"):
         stale.unlink()
 
@@ -126,6 +127,33 @@ def migrate() -> None:
     configure_logging(settings.log_level, settings.log_format)
     app = settings.database_url.get_secret_value() if settings.database_url else None
     revision = run(do_migrate(admin_dsn(settings), app))
+    click.echo(f"database at revision {revision}")
+
+
+@main.command("wait-for-schema")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 86_400),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait before giving up (exit 1).",
+)
+def wait_for_schema(timeout: float) -> None:
+    """Wait until the database (as DATABASE_URL) is at this code's migration: the init container
+    of every pod, so none starts before `hotelchat migrate` has run."""
+    from hotelchat.adapters.postgres.migrate import SchemaError
+    from hotelchat.adapters.postgres.migrate import wait_for_schema as wait
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    try:
+        revision = run(wait(settings.require_database_url(), timeout=timeout))
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except SchemaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     click.echo(f"database at revision {revision}")
 
 

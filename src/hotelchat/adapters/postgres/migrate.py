@@ -111,6 +111,54 @@ async def verify_app_role(conn: Connection) -> None:
         )
 
 
+async def schema_revision(dsn: str) -> str | None:
+    """The revision the database at `dsn` is at (None before the first migration). Any role
+    may ask: `alembic_version` is readable by the application's and the operator's roles.
+    Raises `Unavailable` when PostgreSQL cannot be reached."""
+    conn = await _connect(dsn)
+    try:
+        revision: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise SchemaError(
+            "this role may not read alembic_version; run `hotelchat migrate`"
+        ) from exc
+    finally:
+        await conn.close()
+    return revision
+
+
+async def wait_for_schema(dsn: str, *, timeout: float, poll_seconds: float = 2.0) -> str:
+    """Wait until the database at `dsn` is at `head_revision()`, asking every `poll_seconds`
+    seconds (an unreachable server counts as not yet); returns the revision. Raises
+    `SchemaError` after `timeout` seconds, naming the revision last seen, or at once when the
+    database is at a revision this code does not know (newer code migrated it: a rollback)."""
+    head = head_revision()
+    known = {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+    deadline = asyncio.get_running_loop().time() + timeout
+    seen: str | None = None
+    while True:
+        try:
+            seen = await schema_revision(dsn)
+        except Unavailable:
+            log.info("database.unreachable_waiting_for_schema")
+        else:
+            if seen == head:
+                return head
+            if seen is not None and seen not in known:
+                raise SchemaError(
+                    f"the database schema is at {seen!r}, which this code does not know "
+                    f"(it needs {head!r}): it was migrated by newer code"
+                )
+        if asyncio.get_running_loop().time() + poll_seconds > deadline:
+            raise SchemaError(
+                f"the database schema is at {seen!r}, this code needs {head!r}; "
+                f"waited {timeout:.0f} s for `hotelchat migrate`"
+            )
+        await asyncio.sleep(poll_seconds)
+
+
 async def _connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, command_timeout=60)
