@@ -191,7 +191,7 @@ async def sample_queue(container: bootstrap.Container) -> None:
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
-    ctx["container"] = await bootstrap.build(ctx["settings"])
+    ctx["container"] = await bootstrap.build(ctx["settings"], require_keys=True)
     log.info("worker.started")
 
 
