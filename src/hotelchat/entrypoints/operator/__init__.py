@@ -52,41 +52,37 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
-    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
-        memo["platform"] = await bootstrap.build_operator(app_settings)
         log.info("operator.started")
 
-    @kopf.on.cleanup(registry=registry)
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        platform = memo.get("platform")
-        if platform is not None:
-            await platform.close()
-        log.info("operator.stopped")
-
-    app_settings = settings
     register(registry, settings)
     return registry
 
 
 async def run_operator(settings: Settings) -> None:
     """Run the operator until SIGINT or SIGTERM. Raises `ConfigError`, `Unavailable` or
-    `SchemaError` from start-up (see `bootstrap.build_operator`)."""
-    registry = build_registry(settings)
+    `SchemaError` from start-up (see `bootstrap.build_operator`), before kopf starts: a
+    misconfigured operator exits instead of retrying forever."""
+    platform = await bootstrap.build_operator(settings)
     probes = None
-    if settings.operator_metrics_port:
-        probes = ProbeServer(settings.operator_host, settings.operator_metrics_port, lambda: None)
-        await probes.start()
     try:
+        if settings.operator_metrics_port:
+            probes = ProbeServer(
+                settings.operator_host, settings.operator_metrics_port, lambda: None
+            )
+            await probes.start()
         await kopf.operator(
-            registry=registry,
+            registry=build_registry(settings),
             clusterwide=True,
             standalone=True,
             liveness_endpoint=(
                 f"http://{settings.operator_host}:{settings.operator_health_port}/healthz"
             ),
-            memo=kopf.Memo(),
+            memo=kopf.Memo(platform=platform),
         )
     finally:
         if probes is not None:
             await probes.stop()
+        await platform.close()
+        log.info("operator.stopped")
