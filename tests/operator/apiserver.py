@@ -121,7 +121,7 @@ class ResourceType:
 
     @property
     def group_kind(self) -> str:
-        """ "Hotel.hotelchat.io" or "Secret", as in the API server's 422 messages."""
+        """The kind, group-qualified as in the API server's 422 messages: Hotel.hotelchat.io."""
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
     def info(self) -> kmock.ResourceInfo:
@@ -425,7 +425,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if self._NAMESPACE_PATH.fullmatch(raw_request.path):
             path = raw_request.path.rstrip("/").replace("/namespaces", "/namespaces//namespaces", 1)
-            raw_request = raw_request.clone(rel_url=raw_request.rel_url.with_path(path))
+            url = raw_request.rel_url  # with_path() alone would drop the query (?watch=true)
+            raw_request = raw_request.clone(rel_url=url.with_path(path).with_query(url.query))
         return await super().__call__(raw_request)
 
     @override
@@ -713,13 +714,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if media == "application/apply-patch+yaml":
             message = "server-side apply is not emulated; use client-side kubectl apply"
             raise api_error(415, "UnsupportedMediaType", message)
-        if media == "application/strategic-merge-patch+json" and rtype.schema is not None:
+        if media == "application/strategic-merge-patch+json" and rtype.crd is not None:
             message = f"{UNKNOWN_FORMAT}: {accepted}"
             raise api_error(415, "UnsupportedMediaType", message)
         if media in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             if not isinstance(patch, dict):
                 raise api_error(400, "BadRequest", "a merge patch must be a JSON object")
-            wanted = patch.get("metadata", {}).get("resourceVersion")
+            patch_meta = patch.get("metadata")
+            wanted = patch_meta.get("resourceVersion") if isinstance(patch_meta, dict) else None
             if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
                 raise conflict(rtype, name)
             patched = merge_patch(current, patch)
@@ -865,6 +867,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
         """Admission: metadata shapes, Secret data, and a custom resource's structural schema."""
         meta = obj["metadata"]
         name = str(meta.get("name"))
+        for key in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if key in meta and meta[key] in ({}, [], None):
+                del meta[key]  # the API server omits empty ones
         errors: list[FieldError] = []
         for key in ("labels", "annotations"):
             values = meta.get(key)

@@ -386,11 +386,13 @@ def operator_in_thread(
     registry: kopf.OperatorRegistry,
     *,
     settings: kopf.OperatorSettings | None = None,
+    namespaces: Sequence[str] = (),
     timeout: float = 15.0,
 ) -> Iterator[None]:
-    """Run `kopf.operator()` cluster-wide and standalone in its own thread and event loop until
-    the block ends, then re-raise what it raised. This is what kopf.testing.KopfRunner does,
-    without going through kopf's CLI, which reconfigures the root logger for the whole session."""
+    """Run `kopf.operator()` standalone, cluster-wide or in `namespaces` (names or globs), in its
+    own thread and event loop until the block ends, then re-raise what it raised. This is what
+    kopf.testing.KopfRunner does, without going through kopf's CLI, which reconfigures the root
+    logger for the whole session (and its stderr handler outlives the test's captured stderr)."""
     stop, ready = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
@@ -400,7 +402,8 @@ def operator_in_thread(
                 kopf.operator(
                     registry=registry,
                     settings=settings,
-                    clusterwide=True,
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
                     standalone=True,
                     stop_flag=stop,
                     ready_flag=ready,
@@ -418,6 +421,8 @@ def operator_in_thread(
         if failures:
             raise failures[0]
         yield
+        if not thread.is_alive():
+            raise RuntimeError("the operator stopped by itself before the test ended (its log)")
     finally:
         stop.set()
         thread.join(timeout)

@@ -617,6 +617,24 @@ async def test_deleting_a_namespace_deletes_what_is_in_it(
     assert kube.get("namespaces", None, chain) is None
 
 
+async def test_a_tests_own_reaction_comes_first_and_the_refused_write_changes_nothing(
+    kube: KubeEmulation, chain: str, sample_hotel: dict[str, Any]
+) -> None:
+    created = kube.create(sample_hotel)
+    outage = kmock.KubernetesError(status=503, reason="ServiceUnavailable", message="injected")
+    kube.call(lambda k: k[kmock.method.PATCH, HOTELS][:1] << outage)  # the first PATCH only
+    status, body = await kube.request(
+        "PATCH", HOTEL_PATH, content_type=MERGE, body={"spec": {"suspended": True}}
+    )
+    assert (status, body["message"]) == (503, "injected")
+    assert kube.get(HOTELS, chain, HOTEL) == created
+    status, body = await kube.request(
+        "PATCH", HOTEL_PATH, content_type=MERGE, body={"spec": {"suspended": True}}
+    )
+    assert (status, body["spec"]["suspended"]) == (200, True)
+    assert len(kube.requests(kmock.method.PATCH, HOTELS)) == 2
+
+
 # lightkube ------------------------------------------------------------------------------------
 
 
@@ -677,8 +695,15 @@ async def test_lightkube_reads_and_writes_through_the_kubeconfig(
 # kopf -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "namespaces",
+    [
+        pytest.param((), id="cluster-wide"),
+        pytest.param(("sunrise-*",), id="namespaced-by-glob"),  # kopf lists and watches namespaces
+    ],
+)
 async def test_kopf_operator_reconciles_a_hotel_in_process(
-    kube: KubeEmulation, chain: str, sample_hotel: dict[str, Any]
+    kube: KubeEmulation, chain: str, sample_hotel: dict[str, Any], namespaces: tuple[str, ...]
 ) -> None:
     registry = tiny_operator.register(kopf.OperatorRegistry())
 
@@ -688,7 +713,7 @@ async def test_kopf_operator_reconciles_a_hotel_in_process(
 
     settings = kopf.OperatorSettings()
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf.progress
-    with operator_in_thread(registry, settings=settings):
+    with operator_in_thread(registry, settings=settings, namespaces=namespaces):
         kube.create(sample_hotel)
         hotel = await kube.wait_for(lambda: ready(kube, "Provisioned"), timeout=15, what="Ready")
         status = hotel["status"]
