@@ -785,8 +785,12 @@ async def test_kopf_operator_reconciles_a_hotel_in_process(
             timeout=10,
             what="the finalizer's removal",
         )
-        retired = [e["reason"] for e in kube.events(chain, about=HOTEL)]
-        assert "Retired" in retired
+        retired = await kube.wait_for(  # kopf posts events from a queue of its own
+            lambda: [e for e in kube.events(chain, about=HOTEL) if e["reason"] == "Retired"],
+            timeout=5,
+            what="the Retired event",
+        )
+        assert retired[0]["message"] == "the hotel is retired"
 
 
 @pytest.mark.slow
