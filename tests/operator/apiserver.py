@@ -71,6 +71,7 @@ JSON_STREAM: kmock.headers[None] = kmock.headers(
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 OBJECT_META_REF = f"#/components/schemas/{OBJECT_META}"
+JSON_PATCH, MERGE_PATCH = "application/json-patch+json", "application/merge-patch+json"
 UNKNOWN_FORMAT = "the body of the request was in an unknown format - accepted media types include"
 
 
@@ -710,14 +711,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         """PATCH by its Content-Type: merge, JSON patch, or (built-in kinds) strategic merge."""
         current = self.require(rtype, namespace, name)
         media = content_type.split(";", maxsplit=1)[0].strip().lower()
-        accepted = "application/json-patch+json, application/merge-patch+json"
+        accepted = f"{JSON_PATCH}, {MERGE_PATCH}"
         if media == "application/apply-patch+yaml":
             message = "server-side apply is not emulated; use client-side kubectl apply"
             raise api_error(415, "UnsupportedMediaType", message)
         if media == "application/strategic-merge-patch+json" and rtype.crd is not None:
             message = f"{UNKNOWN_FORMAT}: {accepted}"
             raise api_error(415, "UnsupportedMediaType", message)
-        if media in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        if media in (MERGE_PATCH, "application/strategic-merge-patch+json"):
             if not isinstance(patch, dict):
                 raise api_error(400, "BadRequest", "a merge patch must be a JSON object")
             patch_meta = patch.get("metadata")
@@ -725,7 +726,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
                 raise conflict(rtype, name)
             patched = merge_patch(current, patch)
-        elif media == "application/json-patch+json":
+        elif media == JSON_PATCH:
             if not isinstance(patch, list):
                 raise api_error(400, "BadRequest", "a JSON patch must be a JSON array")
             try:
@@ -1163,76 +1164,50 @@ class KubeEmulator(kmock.KubernetesScaffold):
     def _serve_openapi_root(self, request: kmock.Request) -> kmock.Payload:
         paths = {}
         for api_path in sorted({rtype.api_path for rtype in self._types.values()}):
-            digest = hashlib.sha256(
-                repr(
-                    sorted(str(t.resource) for t in self._types.values() if t.api_path == api_path)
-                ).encode()
-            ).hexdigest()[:16]
+            served = sorted(str(t.resource) for t in self._types.values() if t.api_path == api_path)
+            digest = hashlib.sha256(repr(served).encode()).hexdigest()[:16]
             paths[api_path] = {"serverRelativeURL": f"/openapi/v3/{api_path}?hash={digest}"}
         return {"paths": paths}
 
     def _serve_openapi_gv(self, request: kmock.Request) -> kmock.Payload:
+        """One group version's OpenAPI v3 document: its paths (PATCH takes fieldValidation and
+        JSON or merge patches, never strategic merge) and its kinds' schemas."""
         api_path = request.url.path.removeprefix("/openapi/v3/")
         types = [rtype for rtype in self._types.values() if rtype.api_path == api_path]
         if not types:
             raise api_error(404, "NotFound", "the server could not find the requested resource", {})
-        validation = {
-            "name": "fieldValidation",
-            "in": "query",
-            "schema": {"type": "string", "uniqueItems": True},
-        }
         paths: Body = {}
         schemas: Body = {OBJECT_META: {"type": "object"}}
         for rtype in types:
             gvk = {"group": rtype.group, "version": rtype.version, "kind": rtype.kind}
-            schema_name = (
-                ".".join(reversed(rtype.group.split("."))) + f".{rtype.version}.{rtype.kind}"
-                if rtype.group
-                else f"io.k8s.api.core.{rtype.version}.{rtype.kind}"
-            )
-            ref = {"$ref": f"#/components/schemas/{schema_name}"}
-            json_body = {"content": {"application/json": {"schema": ref}}}
-            patch_body = {
+            name = _schema_name(rtype)
+            whole = {
                 "content": {
-                    t: {"schema": {"type": "object"}}
-                    for t in ("application/json-patch+json", "application/merge-patch+json")
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
                 }
             }
-
-            def operation(
-                action: str,
-                parameters: Sequence[Body] = (),
-                body: Body | None = None,
-                gvk: Body = gvk,
-            ) -> Body:
-                op: Body = {
-                    "x-kubernetes-action": action,
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": list(parameters),
-                    "responses": {"200": {"description": "OK"}},
+            patch = {
+                "content": {
+                    media: {"schema": {"type": "object"}} for media in (JSON_PATCH, MERGE_PATCH)
                 }
-                if body is not None:
-                    op["requestBody"] = body
-                return op
-
-            base = (
-                f"/{api_path}"
-                + ("/namespaces/{namespace}" if rtype.namespaced else "")
-                + f"/{rtype.plural}"
-            )
-            paths[base] = {
-                "get": operation("list"),
-                "post": operation("post", [validation], json_body),
+            }
+            scope = "/namespaces/{namespace}" if rtype.namespaced else ""
+            collection = f"/{api_path}{scope}/{rtype.plural}"
+            paths[collection] = {
+                "get": _operation("list", gvk),
+                "post": _operation("post", gvk, whole),
             }
             item = {
-                "get": operation("get"),
-                "put": operation("put", [validation], json_body),
-                "patch": operation("patch", [validation], patch_body),
-                "delete": operation("delete"),
+                "get": _operation("get", gvk),
+                "put": _operation("put", gvk, whole),
+                "patch": _operation("patch", gvk, patch),
+                "delete": _operation("delete", gvk),
             }
-            paths[base + "/{name}"] = item
+            paths[f"{collection}/{{name}}"] = item
             if rtype.status_subresource:
-                paths[base + "/{name}/status"] = {k: v for k, v in item.items() if k != "delete"}
+                paths[f"{collection}/{{name}}/status"] = {
+                    k: v for k, v in item.items() if k != "delete"
+                }
             schema: Body = (
                 copy.deepcopy(dict(rtype.schema.schema)) if rtype.schema else {"type": "object"}
             )
@@ -1244,7 +1219,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 }
             )
             schema["x-kubernetes-group-version-kind"] = [gvk]
-            schemas[schema_name] = schema
+            schemas[name] = schema
         info = {"title": "Kubernetes", "version": "v1.37.0"}
         return {
             "openapi": "3.0.0",
@@ -1252,3 +1227,27 @@ class KubeEmulator(kmock.KubernetesScaffold):
             "paths": paths,
             "components": {"schemas": schemas},
         }
+
+
+def _schema_name(rtype: ResourceType) -> str:
+    """The OpenAPI schema name the API server gives a kind: io.hotelchat.v1alpha1.Hotel."""
+    if not rtype.group:
+        return f"io.k8s.api.core.{rtype.version}.{rtype.kind}"
+    return ".".join(reversed(rtype.group.split("."))) + f".{rtype.version}.{rtype.kind}"
+
+
+def _operation(action: str, gvk: Body, body: Body | None = None) -> Body:
+    """An OpenAPI operation as kubectl inspects it: writes declare the fieldValidation query
+    parameter, which is how kubectl learns that the server validates fields itself."""
+    parameters = []
+    if action in ("post", "put", "patch"):
+        parameters.append({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}})
+    operation: Body = {
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": gvk,
+        "parameters": parameters,
+        "responses": {"200": {"description": "OK"}},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
