@@ -26,7 +26,7 @@ from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret
 
 from tests.operator import tiny_operator
-from tests.operator.apiserver import header
+from tests.operator.apiserver import HOTEL_CRD_PATH, header
 from tests.operator.conftest import CHAIN, HOTEL
 from tests.operator.kube import (
     HOTELS,
@@ -36,6 +36,7 @@ from tests.operator.kube import (
     OperatorProcess,
     kopf_command,
     operator_in_thread,
+    run_emulation,
 )
 
 HOTELS_PATH = f"/apis/hotelchat.io/v1alpha1/namespaces/{CHAIN}/hotels"
@@ -201,6 +202,24 @@ async def test_kubectl_applies_lists_updates_and_deletes_a_hotel(
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout.startswith('hotel.hotelchat.io "lisbon-riverside" deleted')
     assert kube.get(HOTELS, chain, HOTEL) is None
+
+
+async def test_a_crd_applied_with_kubectl_becomes_discoverable(tmp_path: Path) -> None:
+    with run_emulation(tmp_path / "kube", crds=[]) as kube:
+        missing = kube.kubectl("get", "hotels", "-A")
+        assert missing.returncode == 1
+        assert 'the server doesn\'t have a resource type "hotels"' in missing.stderr
+        applied = kube.kubectl("apply", "-f", str(HOTEL_CRD_PATH))
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.strip() == (
+            "customresourcedefinition.apiextensions.k8s.io/hotels.hotelchat.io created"
+        )
+        listed = kube.kubectl("get", "hotels", "-A")
+        assert (listed.returncode, listed.stderr.strip()) == (0, "No resources found")
+        assert kube.kubectl("delete", "-f", str(HOTEL_CRD_PATH)).returncode == 0
+        status, _ = await kube.request("GET", "/apis/hotelchat.io/v1alpha1")
+        assert status == 404
+        assert kube.internal_errors() == []
 
 
 @pytest.mark.parametrize(
