@@ -78,6 +78,17 @@ def load_values(path: Path) -> Obj:
     return values
 
 
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> Obj:
+    """`over` merged into a copy of `base`, maps key by key (as Helm merges values files)."""
+    out: Obj = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def render(
     values: Mapping[str, Any] | None = None,
     *,

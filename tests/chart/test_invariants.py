@@ -35,22 +35,12 @@ from tests.chart.rendering import (
     containers,
     dns_label,
     load_values,
+    merged,
     pod_template,
     render,
 )
 
 WORKLOADS = ("Deployment", "Job")
-
-
-def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` merged into a copy of `base`, maps key by key (as Helm merges values)."""
-    out = json.loads(json.dumps(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = json.loads(json.dumps(value))
-    return out
 
 
 # The chart's defaults with the dev values over them: every key present, ready to change.
