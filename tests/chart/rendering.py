@@ -73,7 +73,7 @@ def component_of(obj: Mapping[str, Any]) -> str | None:
 
 
 def load_values(path: Path) -> Obj:
-    values = yaml.safe_load(path.read_text())
+    values: Obj = yaml.safe_load(path.read_text())
     assert isinstance(values, dict), path
     return values
 
@@ -167,7 +167,7 @@ def strict(schema: Any) -> Any:
 
 def object_schema(openapi: Obj, api_version: str, kind: str) -> Obj:
     """The whole object's JSON schema from a CRD version's openAPIV3Schema."""
-    schema = strict(copy.deepcopy(openapi))
+    schema: Obj = strict(copy.deepcopy(openapi))
     props = schema.setdefault("properties", {})
     props["apiVersion"] = {"const": api_version}
     props["kind"] = {"const": kind}
@@ -202,7 +202,9 @@ def custom_schemas() -> dict[tuple[str, str], Obj]:
 @cache
 def _object_meta_validator(kube_version: str) -> jsonschema.Draft202012Validator:
     folder = resources.files("kubernetes_validate") / "kubernetes-json-schema"
-    definitions = json.loads((folder / f"v{kube_version}-local-strict" / "_definitions.json").read_text())
+    definitions = json.loads(
+        (folder / f"v{kube_version}-local-strict" / "_definitions.json").read_text()
+    )
     registry: Registry[Any] = Resource.from_contents(definitions) @ Registry()
     ref = f"{definitions['$id']}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
     return jsonschema.Draft202012Validator({"$ref": ref}, registry=registry)

@@ -98,7 +98,7 @@ def test_an_unknown_key_is_rejected(path: Path_) -> None:
 LEAVES = list(leaves(BASE))
 
 
-@pytest.mark.parametrize("path", LEAVES, ids=lambda p: ".".join(p))
+@pytest.mark.parametrize("path", LEAVES, ids=".".join)
 def test_a_value_of_the_wrong_type_is_rejected(path: Path_) -> None:
     *parent, key = path
     # A map is the wrong type for every scalar and list the values hold.
@@ -126,15 +126,19 @@ def test_config_accepts_only_the_settings_the_application_accepts(
     config: dict[str, Any], why: str
 ) -> None:
     for where in (("config",), ("web", "config"), ("worker", "config"), ("operator", "config")):
-        values = changed(where[:-1], lambda node: node.update(config=config))  # noqa: B023
+        values = changed(where[:-1], lambda node: node.update(config=config))
         assert errors(values), (where, why)
     with pytest.raises(helm.HelmValuesError):
         render(changed((), lambda node: node.update(config=config)))
 
 
 def test_config_accepts_settings_and_opentelemetry_variables() -> None:
-    config = {"LOG_LEVEL": "DEBUG", "OTEL_TRACES_SAMPLER": "parentbased_always_on",
-              "OPENAI_TIMEOUT_SECONDS": 12.5, "TWILIO_API_BASE_URL": "http://twilio:8010"}  # fmt: skip
+    config = {
+        "LOG_LEVEL": "DEBUG",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OPENAI_TIMEOUT_SECONDS": 12.5,
+        "TWILIO_API_BASE_URL": "http://twilio:8010",
+    }
     values = changed((), lambda node: node.update(config=config))
     assert errors(values) == []
     assert render(values).one("ConfigMap", "config")["data"]["OTEL_TRACES_SAMPLER"]
@@ -170,10 +174,11 @@ def undocumented(lines: list[str]) -> list[str]:
         if not match:
             continue
         above = number - 1
-        while above >= 0 and lines[above].strip().startswith("#") and not lines[above].strip().startswith("# --"):
-            above -= 1
+        while above >= 0 and re.match(r"\s*#(?! --)", lines[above]):
+            above -= 1  # a plain comment between the key and its description
         documented = above >= 0 and lines[above].strip().startswith("# --")
-        entries.append((number, len(match["indent"]), match["key"], documented, match["rest"].strip() == ""))
+        opens = match["rest"].strip() == ""
+        entries.append((number, len(match["indent"]), match["key"], documented, opens))
     missing = []
     covered_below: int | None = None  # indent under which everything is documented
     for number, indent, key, documented, opens in entries:

@@ -80,8 +80,8 @@ def resolve_env(
             if ref.get("optional"):
                 continue
             raise UnresolvedReference(f"{kind} {ref['name']!r} does not exist")
-        for key, value in found[ref["name"]].items():
-            env[prefix + key] = value
+        for key, text in found[ref["name"]].items():
+            env[prefix + key] = text
             if kind == "Secret":
                 from_secrets.add(prefix + key)
     for var in container.get("env") or []:
@@ -91,6 +91,7 @@ def resolve_env(
             from_secrets.discard(name)
             continue
         value_from = var.get("valueFrom", {})
+        value: str | None
         if "secretKeyRef" in value_from:
             value = _lookup(secrets, "Secret", value_from["secretKeyRef"])
             from_secrets.add(name)
