@@ -5,9 +5,10 @@ environment, and returns the running process. `HostLauncher` runs `.venv/bin/hot
 machine; a launcher that runs the same argv and environment inside the built image
 (tests/image/runner.py) can take its place without changing the tests.
 
-On the host, only what a pod's own network namespace and volumes make different is changed
-(`host_overrides`): the addresses a pod binds (0.0.0.0, fixed ports, which on a shared host must be
-loopback and free ones) and the paths of its emptyDir volumes (/tmp, /tmp/prometheus).
+Only what a pod's own network namespace and volumes make different is changed: the addresses a
+pod binds (0.0.0.0 and fixed ports, which on a shared host must be loopback and free ones) by
+`bind_overrides`, for any launcher that shares the host's network; and, by `HostLauncher` alone,
+the pod's emptyDir paths (/tmp, /tmp/prometheus), which on the host become scratch folders.
 """
 
 from __future__ import annotations
@@ -56,24 +57,37 @@ class HostProcess(Process):
 
 @dataclass
 class HostLauncher:
-    """Runs the image's commands from this checkout's virtualenv, logging to `log_dir`."""
+    """Runs the image's commands from this checkout's virtualenv; logs and the stand-ins for the
+    pod's /tmp go to `scratch`."""
 
-    log_dir: Path
+    scratch: Path
 
     def __call__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> HostProcess:
         executable = Path(sys.executable).parent / "hotelchat"
         if tuple(argv[: len(ENTRYPOINT)]) != ENTRYPOINT:
             raise ValueError(f"not a command of the image: {argv}")
-        log = self.log_dir / f"{name}.log"
+        log = self.scratch / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 [str(executable), *argv[len(ENTRYPOINT) :]],
-                env=dict(env),
+                env=self.volumes(name, env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         return HostProcess(name, popen, log)
+
+    def volumes(self, name: str, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with the pod's /tmp (an emptyDir) moved to a folder of `scratch`."""
+        moved = dict(env)
+        tmp = self.scratch / f"{name}-tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for variable in ("HOME", "PROMETHEUS_MULTIPROC_DIR"):
+            path = Path(moved.get(variable, "/nowhere"))
+            if path == Path("/tmp") or Path("/tmp") in path.parents:
+                moved[variable] = str(tmp / path.relative_to("/tmp"))
+                Path(moved[variable]).mkdir(parents=True, exist_ok=True)
+        return moved
 
 
 # Variables that name an address or port a pod binds, and what each becomes on a shared host.
@@ -83,16 +97,15 @@ _BIND_PORTS = ("PORT", "WORKER_METRICS_PORT", "OPERATOR_HEALTH_PORT", "OPERATOR_
 
 @dataclass(frozen=True)
 class HostRun:
-    """A container's environment adapted to the host, and where its ports went."""
+    """A container's environment with the host's addresses, and where its ports went."""
 
     env: dict[str, str]
     ports: dict[str, int]
 
 
-def host_overrides(process: ContainerProcess, scratch: Path) -> HostRun:
-    """`process.env` for a run on this machine: loopback instead of 0.0.0.0, free ports instead
-    of the container ports, `scratch` folders instead of the pod's emptyDir volumes. Nothing
-    else changes."""
+def bind_overrides(process: ContainerProcess) -> HostRun:
+    """`process.env` with loopback instead of 0.0.0.0 and free ports instead of the container's
+    fixed ones. Nothing else changes."""
     env = dict(process.env)
     ports: dict[str, int] = {}
     for name in _BIND_HOSTS:
@@ -102,12 +115,4 @@ def host_overrides(process: ContainerProcess, scratch: Path) -> HostRun:
         if name in env and env[name] != "0":
             ports[name] = free_port()
             env[name] = str(ports[name])
-    tmp = scratch / f"{process.component}-{process.container}-tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    if env.get("HOME") == "/tmp":
-        env["HOME"] = str(tmp)
-    if env.get("PROMETHEUS_MULTIPROC_DIR", "").startswith("/tmp/"):
-        metrics = tmp / Path(env["PROMETHEUS_MULTIPROC_DIR"]).relative_to("/tmp")
-        metrics.mkdir(parents=True, exist_ok=True)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     return HostRun(env, ports)
