@@ -3,7 +3,7 @@ Only tests/chart/test_processes.py needs PostgreSQL and Redis (the session's `ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,12 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
     host = HostLauncher(tmp_path)
     started: list[Running] = []
 
-    def launch(name: str, argv: list[str], env: dict[str, str]) -> Running:
+    def launch(name: str, argv: Sequence[str], env: Mapping[str, str]) -> Running:
         process = host(name, argv, env)
         started.append(process)
         return process
 
-    yield launch  # type: ignore[misc]
+    yield launch
     for process in started:
         process.stop()
     for process in started:

@@ -47,6 +47,7 @@ class Rendering:
 
     manifests: dict[str, list[Obj]]
     notes: str
+    texts: dict[str, str]  # each template's rendered text, comments and all
 
     @property
     def objects(self) -> list[Obj]:
@@ -110,12 +111,15 @@ def render(
         )
     notes = ""
     manifests: dict[str, list[Obj]] = {}
+    texts: dict[str, str] = {}
     for template, text in sorted(out.items()):
         if template.endswith("NOTES.txt"):
             notes = text
             continue
         manifests[template] = [doc for doc in yaml.safe_load_all(text) if doc]
-    return Rendering(manifests, notes)
+        if manifests[template]:
+            texts[template] = text
+    return Rendering(manifests, notes, texts)
 
 
 def chart_crds() -> list[Obj]:
