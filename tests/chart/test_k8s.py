@@ -5,6 +5,7 @@ rendering; and skaffold.yaml is a valid Skaffold config whose paths exist."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -61,8 +62,6 @@ def by_name(objects: tuple[Obj, ...], kind: str) -> dict[tuple[str, str], Obj]:
 
 
 def secret_data(secret: Obj) -> dict[str, str]:
-    import base64
-
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     data.update(secret.get("stringData") or {})
     return data

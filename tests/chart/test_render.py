@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tarfile
 from pathlib import Path
 
 import helm_python as helm
@@ -111,3 +112,19 @@ def test_dashboards_come_from_their_one_source_through_a_link() -> None:
 def test_chart_kube_version_is_the_oldest_validated() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["kubeVersion"] == f">={KUBE_VERSIONS[0]}-0"
+
+
+def test_a_packaged_chart_holds_the_linked_files(tmp_path: Path) -> None:
+    """`helm package` stores the content behind crds/ and files/dashboards (not links), and
+    leaves out the rules' unit tests (.helmignore)."""
+    archive = helm.package(CHART, destination=tmp_path)
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["hotelchat/crds/hotels.hotelchat.io.yaml"].isfile()
+    assert members["hotelchat/files/dashboards/alerts.yml"].isfile()
+    assert not [name for name in members if "/files/dashboards/tests" in name]
+    values = load_values(CHART / "ci" / "everything-values.yaml")
+    with helm.Chart.load(archive) as packaged, helm.Chart.load(CHART) as source:
+        assert packaged.render(values, name="hotelchat", namespace="hotelchat") == source.render(
+            values, name="hotelchat", namespace="hotelchat"
+        )
