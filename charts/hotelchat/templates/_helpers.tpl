@@ -71,6 +71,23 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- default (include "hotelchat.componentName" (dict "ctx" . "component" "operator")) .Values.operator.serviceAccount.name }}
 {{- end }}
 
+{{/* The migration Job's name without its hash: <fullname>-migrate-<revision>. */}}
+{{- define "hotelchat.migrationJobPrefix" -}}
+{{- printf "%s-migrate-%d" (include "hotelchat.fullname" . | trunc 36 | trimSuffix "-") (int .Release.Revision) }}
+{{- end }}
+
+{{/* The migration Job's name: (dict "ctx" $ "pod" <its rendered pod template>). The revision
+makes every upgrade a new Job; the pod's hash makes a changed pod a new Job for `kubectl apply`
+of a rendering too. At most 36 + 9 + 6 + 9 characters. */}}
+{{- define "hotelchat.migrationJobName" -}}
+{{- printf "%s-%s" (include "hotelchat.migrationJobPrefix" .ctx) (.pod | sha256sum | trunc 8) }}
+{{- end }}
+
+{{/* The ConfigMap of one Grafana dashboard: (dict "ctx" $ "dashboard" "queue"). */}}
+{{- define "hotelchat.dashboardName" -}}
+{{- printf "%s-dashboard-%s" (include "hotelchat.fullname" .ctx | trunc 40 | trimSuffix "-") .dashboard | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The shared settings ConfigMap's name. */}}
 {{- define "hotelchat.configName" -}}
 {{- include "hotelchat.componentName" (dict "ctx" . "component" "config") }}
