@@ -609,3 +609,55 @@ def test_every_object_has_the_standard_labels(values_file: str) -> None:
         assert labels["app.kubernetes.io/part-of"] == "hotelchat"
         assert {"app.kubernetes.io/component", "app.kubernetes.io/version"} <= set(labels)
         assert "helm.sh/chart" in labels
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------------
+
+
+def egress_ports(policy: Obj) -> dict[str, set[int]]:
+    """Ports each egress rule opens, by what it reaches: a namespace's name, or CIDRs."""
+    found: dict[str, set[int]] = {}
+    for rule in policy["spec"]["egress"]:
+        targets = []
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                targets.append(peer["ipBlock"]["cidr"])
+            else:
+                targets.append(
+                    peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                )
+        found.setdefault(",".join(targets), set()).update(p["port"] for p in rule["ports"])
+    return found
+
+
+def test_network_policies_allow_each_component_only_what_it_needs() -> None:
+    rendering = ci_rendering("production-values.yaml")
+    dns, database, redis = "kube-system", "10.20.0.0/24", "10.20.1.0/28"
+    expected = {
+        "web": {dns: {53}, database: {5432}, redis: {6379, 6380}},
+        "worker": {dns: {53}, database: {5432}, redis: {6379, 6380}, "0.0.0.0/0": {443}},
+        "operator": {dns: {53}, database: {5432}, redis: {6379, 6380}, "172.16.0.2/32": {443}},
+        "migrations": {dns: {53}, database: {5432}},
+    }
+    for component, ports in expected.items():
+        policy = rendering.one("NetworkPolicy", component)
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        reached = egress_ports(policy)
+        assert reached.pop("observability") == {4318}  # extraEgress: the OTLP collector
+        assert reached == ports, component
+    ingress = rendering.one("NetworkPolicy", "web")["spec"]["ingress"]
+    sources = {
+        r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for r in ingress
+    }
+    assert sources == {"ingress-nginx", "monitoring"}
+    assert rendering.one("NetworkPolicy", "migrations")["spec"]["ingress"] == []
+
+
+@pytest.mark.parametrize("target", ["postgresql", "redis", "kubernetesApi"])
+def test_a_network_policy_without_an_address_fails_the_render(target: str) -> None:
+    values = with_values(networkPolicy={"enabled": True})
+    for name in ("postgresql", "redis", "kubernetesApi"):
+        values["networkPolicy"][name]["cidrs"] = [] if name == target else ["10.0.0.0/8"]
+    with pytest.raises(helm.HelmRenderError, match=rf"networkPolicy\.{target}\.cidrs is required"):
+        render(values)
