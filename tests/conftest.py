@@ -9,6 +9,7 @@ application connects as the non-owner role, so row-level security is in force in
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import os
 import secrets
@@ -22,6 +23,7 @@ import asyncpg
 import pytest
 
 from hotelchat import bootstrap
+from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.embedded import start_postgres, start_redis
 from hotelchat.adapters.postgres.migrate import migrate
 from hotelchat.adapters.postgres.provisioning import Provisioning
@@ -56,6 +58,12 @@ class Backing:
     admin_dsn: str
     app_dsn: str
     redis_url: str
+    operator_dsn: str = ""
+
+
+# Twilio auth tokens are encrypted with this in every test (a Fernet key: base64 of 32 bytes).
+ENCRYPTION_KEY = base64.urlsafe_b64encode(b"hotelchat-tests-encryption-key!!").decode()
+CIPHER = TokenCipher([ENCRYPTION_KEY])
 
 
 def run_sync(work: Coroutine[Any, Any, T]) -> T:
@@ -68,20 +76,19 @@ def run_sync(work: Coroutine[Any, Any, T]) -> T:
 @pytest.fixture(scope="session")
 def backing() -> Iterator[Backing]:
     """PostgreSQL (migrated) and Redis for the whole session."""
-    given = [
-        os.environ.get(f"TEST_{n}") for n in ("DATABASE_ADMIN_URL", "DATABASE_URL", "REDIS_URL")
-    ]
+    names = ("DATABASE_ADMIN_URL", "DATABASE_URL", "REDIS_URL", "DATABASE_OPERATOR_URL")
+    given = [os.environ.get(f"TEST_{n}") for n in names]
     if all(given):
-        admin, app, redis_url = (str(v) for v in given)
-        run_sync(migrate(admin, app))
-        yield Backing(admin, app, redis_url)
+        admin, app, redis_url, operator = (str(v) for v in given)
+        run_sync(migrate(admin, app, operator, CIPHER))
+        yield Backing(admin, app, redis_url, operator)
         return
     root = Path(tempfile.mkdtemp(prefix="hc-test-"))
     postgres = start_postgres(root / "pg", database="hotelchat_test")
     redis = start_redis(root / "redis", persist=False)
     try:
-        run_sync(migrate(postgres.admin_dsn, postgres.app_dsn))
-        yield Backing(postgres.admin_dsn, postgres.app_dsn, redis.url)
+        run_sync(migrate(postgres.admin_dsn, postgres.app_dsn, postgres.operator_dsn, CIPHER))
+        yield Backing(postgres.admin_dsn, postgres.app_dsn, redis.url, postgres.operator_dsn)
     finally:
         redis.stop()
         postgres.stop()
@@ -124,6 +131,7 @@ def make_settings(
         "openai_max_retries": 1,
         "twilio_timeout_seconds": 2.0,
         "secret_key": "s" * 40,
+        "encryption_keys": ENCRYPTION_KEY,
         "reply_lease_seconds": 30.0,
         "log_format": "console",
     }
@@ -199,7 +207,7 @@ async def create_tenant(
     ),
 ) -> Tenant:
     """A chain (shared), a hotel `slug` with WhatsApp number `phone_number` and knowledge."""
-    prov = Provisioning(admin)
+    prov = Provisioning(admin, CIPHER)
     await prov.ensure_chain("chain", "Test Chain")
     hotel_id = await prov.create_hotel(
         chain_slug="chain", slug=slug, name=slug.replace("-", " ").title(),

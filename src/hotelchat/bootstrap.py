@@ -11,14 +11,17 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from hotelchat.adapters.answer_cache import RedisAnswerCache
+from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.embeddings import LocalE5Embeddings, OpenAIEmbeddings
+from hotelchat.adapters.kubernetes import KubernetesCluster
 from hotelchat.adapters.language import FastTextLanguages
 from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
 from hotelchat.adapters.postgres.hotels import PostgresHotels
 from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
 from hotelchat.adapters.postgres.knowledge import PostgresKnowledge
-from hotelchat.adapters.postgres.migrate import verify_app_role
+from hotelchat.adapters.postgres.migrate import verify_app_role, verify_operator_role
+from hotelchat.adapters.postgres.provisioning import ProvisioningPool
 from hotelchat.adapters.postgres.reservations import PostgresReservations
 from hotelchat.adapters.postgres.service_requests import PostgresServiceRequests
 from hotelchat.adapters.postgres.store import PostgresStore
@@ -110,6 +113,23 @@ def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
     )
 
 
+def token_cipher(settings: Settings) -> TokenCipher | None:
+    """The cipher of Twilio auth tokens from ENCRYPTION_KEYS, or None when unset. Raises
+    `ConfigError` for a malformed key."""
+    if settings.encryption_keys is None:
+        return None
+    return TokenCipher.from_setting(settings.encryption_keys.get_secret_value())
+
+
+def require_token_cipher(settings: Settings) -> TokenCipher:
+    """`token_cipher`, for processes that cannot work without one (web, worker, operator):
+    raises `ConfigError` at start-up when ENCRYPTION_KEYS is unset."""
+    cipher = token_cipher(settings)
+    if cipher is None:
+        raise ConfigError("ENCRYPTION_KEYS is not set: it decrypts the Twilio auth tokens")
+    return cipher
+
+
 class _NoSecretKey:
     """Stands in for the token signer where SECRET_KEY is not set (workers need none)."""
 
@@ -121,13 +141,19 @@ class _NoSecretKey:
 
 
 async def build(
-    settings: Settings, *, emitter: Any = None, verify_schema: bool = True
+    settings: Settings,
+    *,
+    emitter: Any = None,
+    verify_schema: bool = True,
+    require_keys: bool = False,
 ) -> Container:
     """Open the pool and clients `settings` describe. `emitter` is the web process's Socket.IO
-    server; without one (workers), events go out through a write-only Redis manager.
+    server; without one (workers), events go out through a write-only Redis manager. With
+    `require_keys` (web, worker), ENCRYPTION_KEYS must be set.
 
-    Raises `ConfigError` for missing URLs, `Unavailable` when PostgreSQL is unreachable and
-    `SchemaError` when the database role or schema is wrong (see `verify_app_role`)."""
+    Raises `ConfigError` for missing URLs or keys, `Unavailable` when PostgreSQL is unreachable
+    and `SchemaError` when the database role or schema is wrong (see `verify_app_role`)."""
+    cipher = require_token_cipher(settings) if require_keys else token_cipher(settings)
     pool = await create_pool(
         PoolConfig(
             dsn=settings.require_database_url(),
@@ -165,7 +191,7 @@ async def build(
     events = SocketIOEvents(
         emitter if emitter is not None else create_emitter(settings.require_redis_url())
     )
-    store = PostgresStore(db)
+    store = PostgresStore(db, cipher)
     deps = Deps(
         store=store,
         inbox=PostgresInbox(db),
@@ -235,4 +261,74 @@ async def build(
         twilio_http=twilio_http,
         chat_model=chat_model,
         deps=deps,
+    )
+
+
+@dataclass
+class OperatorContainer:
+    """What `hotelchat operator` holds open: the operator role's pool (provisioning and
+    knowledge, no guest data), the embedding queue, and the Kubernetes client for Secrets,
+    ConfigMaps and Namespaces."""
+
+    settings: Settings
+    db: Database
+    tenants: ProvisioningPool
+    knowledge: PostgresKnowledge
+    jobs: ArqJobQueue
+    redis: ArqRedis
+    cluster: KubernetesCluster
+
+    async def close(self) -> None:
+        """Close every client; each step is bounded."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.cluster.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.redis.aclose()
+        await self.db.close()
+
+
+async def build_operator(
+    settings: Settings, *, cluster: KubernetesCluster | None = None
+) -> OperatorContainer:
+    """Open what the operator needs, as DATABASE_OPERATOR_URL. `cluster` defaults to a client
+    configured in-cluster or from KUBECONFIG.
+
+    Raises `ConfigError` (DATABASE_OPERATOR_URL, REDIS_URL or ENCRYPTION_KEYS unset),
+    `Unavailable` (PostgreSQL unreachable, no Kubernetes credentials) and `SchemaError` (a role
+    that could read guest data, or a schema not at the code's revision)."""
+    if settings.database_operator_url is None:
+        raise ConfigError("DATABASE_OPERATOR_URL is not set")
+    cipher = require_token_cipher(settings)
+    redis_url = settings.require_redis_url()
+    pool = await create_pool(
+        PoolConfig(
+            dsn=settings.database_operator_url.get_secret_value(),
+            min_size=settings.database_pool_min_size,
+            max_size=settings.database_pool_max_size,
+            acquire_timeout=settings.database_acquire_timeout_seconds,
+            command_timeout=settings.database_command_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
+    )
+    db = Database(pool, acquire_timeout=settings.database_acquire_timeout_seconds)
+    try:
+        async with pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
+            await verify_operator_role(conn)
+        cluster = cluster or KubernetesCluster.from_environment()
+    except BaseException:
+        await db.close()
+        raise
+    redis = create_redis(redis_url, timeout=settings.redis_timeout_seconds)
+    return OperatorContainer(
+        settings=settings,
+        db=db,
+        tenants=ProvisioningPool(
+            db, cipher, acquire_timeout=settings.database_acquire_timeout_seconds
+        ),
+        knowledge=PostgresKnowledge(db),
+        jobs=ArqJobQueue(redis, timeout=settings.redis_timeout_seconds),
+        redis=redis,
+        cluster=cluster,
     )

@@ -14,7 +14,7 @@ import pytest
 from hotelchat.adapters.embedded import free_port
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
-from tests.conftest import OPENAI_KEY, Backing
+from tests.conftest import ENCRYPTION_KEY, OPENAI_KEY, Backing
 from tests.e2e.processes import Process, Spawn
 
 
@@ -75,6 +75,7 @@ def process_env(
         OPENAI_API_KEY=OPENAI_KEY,
         OPENAI_BASE_URL=openai_emulator.url + "/v1",
         SECRET_KEY="e" * 40,
+        ENCRYPTION_KEYS=ENCRYPTION_KEY,
         LOG_FORMAT="json",
         HOTELCHAT_STATE_DIR=str(tmp_path / "state"),
     )

@@ -17,7 +17,7 @@ from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.entrypoints.web.context import EXTENSION
-from tests.conftest import AGENT_PASSWORD, Tenant, create_agent
+from tests.conftest import AGENT_PASSWORD, CIPHER, Tenant, create_agent
 from tests.helpers import GUEST, csrf_of, login, post, receive
 
 
@@ -371,7 +371,9 @@ async def test_an_agent_switches_between_their_hotels_only(
 ) -> None:
     from hotelchat.adapters.postgres.provisioning import Provisioning
 
-    await Provisioning(admin).create_hotel(chain_slug="chain", slug="hotel-c", name="Hotel C")
+    await Provisioning(admin, CIPHER).create_hotel(
+        chain_slug="chain", slug="hotel-c", name="Hotel C"
+    )
     await create_agent(admin, "ana@a.test", [tenant.slug, other_tenant.slug])
     assert await login(web.client, "ana@a.test") == 303
     csrf = await csrf_of(web.client)

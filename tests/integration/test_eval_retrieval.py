@@ -21,6 +21,7 @@ from hotelchat.entrypoints.cli import main
 from hotelchat.logs import configure_logging
 from hotelchat.services import knowledge
 from hotelchat.services.demo import seed_demo
+from tests.conftest import CIPHER
 
 EVALS = Path(__file__).resolve().parents[2] / "evals" / "retrieval"
 
@@ -34,7 +35,7 @@ def _restore_logging() -> Iterator[None]:
 
 async def run_eval(container: Container, admin: asyncpg.Connection, name: str) -> evaluate.Report:
     files = evaluate.load_files([EVALS / name])
-    return await evaluate.evaluate(container.deps, Provisioning(admin), files)
+    return await evaluate.evaluate(container.deps, Provisioning(admin, CIPHER), files)
 
 
 def assert_meets_the_issue_targets(report: evaluate.Report) -> None:
@@ -113,7 +114,7 @@ async def test_unanswerable_questions_count_how_often_retrieval_is_confident(
 async def test_a_demo_hotel_that_differs_from_the_demo_is_refused(
     container: Container, admin: asyncpg.Connection
 ) -> None:
-    prov = Provisioning(admin)
+    prov = Provisioning(admin, CIPHER)
     await seed_demo(prov, {})
     await prov.add_knowledge(hotel_slug=evaluate.HOTEL_SLUG, title="Golf", body="No golf here.")
     with pytest.raises(Unavailable, match="not the demo's"):

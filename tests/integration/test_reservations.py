@@ -35,7 +35,7 @@ from hotelchat.domain.errors import (
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import demo, inbound, reservations
 from hotelchat.services.ports import Reservation, WebGuest
-from tests.conftest import PUBLIC_URL, Backing, Tenant
+from tests.conftest import CIPHER, PUBLIC_URL, Backing, Tenant
 from tests.helpers import GUEST, INBOUND_PATH, hotelchat, signature
 from tests.helpers import inbound as inbound_form
 
@@ -588,19 +588,20 @@ async def test_a_malformed_session_request_is_400(
 async def test_the_demo_guest_has_a_booking_whenever_the_demo_starts(
     container: Container, admin: asyncpg.Connection
 ) -> None:
-    await demo.seed_demo(Provisioning(admin), {})
-    await demo.seed_demo(Provisioning(admin), {})  # a second start moves the dates, adds nothing
+    await demo.seed_demo(Provisioning(admin, CIPHER), {})
+    # A second start moves the dates, adds nothing.
+    await demo.seed_demo(Provisioning(admin, CIPHER), {})
     assert await admin.fetchval("SELECT count(*) FROM reservations") == 5
     hotel = next(h for h in demo.HOTELS if h.slug == "amapola-resort")
     sender = await admin.fetchrow(
-        """SELECT s.hotel_id, s.account_sid, s.auth_token FROM whatsapp_senders s
+        """SELECT s.hotel_id, s.account_sid, s.auth_token_ciphertext FROM whatsapp_senders s
            WHERE s.phone_number = $1""",
         hotel.whatsapp_number,
     )
     assert sender is not None
     amapola = Tenant(
         sender["hotel_id"], hotel.slug, hotel.whatsapp_number,
-        sender["account_sid"], sender["auth_token"],
+        sender["account_sid"], CIPHER.decrypt(sender["auth_token_ciphertext"]),
     )  # fmt: skip
     hotel_id = amapola.hotel_id
     conversation = await whatsapp_conversation(container, amapola, demo.SIMULATED_GUEST)

@@ -10,7 +10,7 @@ from hotelchat.adapters.postgres.database import Connection, Database, PoolConfi
 from hotelchat.adapters.postgres.migrate import SchemaError, head_revision, verify_app_role
 from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.domain.model import InboundWhatsApp
-from tests.conftest import Backing, Tenant
+from tests.conftest import CIPHER, Backing, Tenant
 
 TENANT_TABLES = ("hotels", "whatsapp_senders", "guests", "conversations", "messages", "kb_entries")
 
@@ -44,7 +44,7 @@ async def test_without_a_tenant_the_app_role_sees_nothing(
     backing: Backing, tenant: Tenant, other_tenant: Tenant, admin: asyncpg.Connection
 ) -> None:
     store = PostgresStore(
-        Database(await create_pool(PoolConfig(dsn=backing.app_dsn)), acquire_timeout=5)
+        Database(await create_pool(PoolConfig(dsn=backing.app_dsn)), acquire_timeout=5), CIPHER
     )
     await _store_message(store, tenant, "SM" + "a" * 32, "hello from A")
     for table in TENANT_TABLES:
@@ -65,7 +65,7 @@ async def test_without_a_tenant_the_app_role_sees_nothing(
 async def test_one_pooled_connection_never_leaks_a_hotel_to_the_next(
     one_connection: Database, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    store = PostgresStore(one_connection)
+    store = PostgresStore(one_connection, CIPHER)
     await _store_message(store, tenant, "SM" + "a" * 32, "secret of hotel A")
     await _store_message(store, other_tenant, "SM" + "b" * 32, "note of hotel B")
 
@@ -131,7 +131,7 @@ async def test_the_app_refuses_a_role_that_bypasses_row_level_security(backing: 
 async def test_routing_reveals_only_the_number_asked_for(
     one_connection: Database, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    store = PostgresStore(one_connection)
+    store = PostgresStore(one_connection, CIPHER)
     route = await store.route_whatsapp_sender(tenant.phone_number)
     assert route is not None
     assert (route.hotel_id, route.account_sid) == (tenant.hotel_id, tenant.account_sid)

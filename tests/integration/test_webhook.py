@@ -14,7 +14,7 @@ from quart.typing import TestClientProtocol as Client
 from hotelchat.adapters.queue import create_redis
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
-from tests.conftest import Backing, Tenant
+from tests.conftest import CIPHER, Backing, Tenant
 from tests.helpers import GUEST, INBOUND_PATH, inbound, new_sid, signature, signed
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -316,7 +316,10 @@ async def test_a_rotated_auth_token_takes_effect_at_once(
     ).status_code == 200
     # The route (with the old token) is now remembered; the hotel rotates its token.
     rotated = dataclasses.replace(tenant, auth_token="f" * 32)
-    await admin.execute("UPDATE whatsapp_senders SET auth_token = $1", rotated.auth_token)
+    await admin.execute(
+        "UPDATE whatsapp_senders SET auth_token_ciphertext = $1",
+        CIPHER.encrypt(rotated.auth_token),
+    )
     params = inbound(tenant, "second")
     assert (
         await client.post(INBOUND_PATH, form=params, headers=signed(rotated, params))

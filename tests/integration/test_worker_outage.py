@@ -1,5 +1,6 @@
 """The worker process's loop through a Redis restart: arq's loop stops on a connection it cannot
-open, and `run_worker` starts it again, so the worker keeps answering guests once Redis is back."""
+open, and `run_worker` starts it again, so the worker keeps answering guests once Redis is back.
+Its liveness probe stays green through the outage (a restarted pod would not bring Redis back)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from hotelchat.adapters.embedded import start_redis
+from hotelchat.adapters.embedded import free_port, start_redis
 from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
 from hotelchat.emulators.twilio_api import TwilioEmulator
@@ -32,6 +34,14 @@ async def wait_for(check: Callable[[], object], timeout: float, what: str) -> No
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+async def probe(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+        http.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
 async def test_the_worker_rides_out_a_redis_restart(
     settings: Settings,
     build_container: Build,
@@ -41,10 +51,12 @@ async def test_the_worker_rides_out_a_redis_restart(
     tmp_path: Path,
 ) -> None:
     redis = start_redis(tmp_path / "redis")
+    port = free_port()
     worker_settings = settings.model_copy(
         update={
             "redis_url": SecretStr(redis.url),
-            "worker_metrics_port": 0,
+            "worker_metrics_port": port,
+            "worker_metrics_host": "127.0.0.1",
             "sweeper_min_age_seconds": 1,
         }
     )
@@ -54,6 +66,10 @@ async def test_the_worker_rides_out_a_redis_restart(
         first = await receive(web, tenant, "Is there parking?")
         assert first
         await wait_for(lambda: len(twilio_emulator.sent()) == 1, 30, "the first reply")
+        assert await probe(port, "/healthz") == (200, "ok\n")
+        status, exposition = await probe(port, "/metrics")
+        assert status == 200
+        assert 'hotelchat_jobs_total{job_name="reply_to_inbound",outcome="success"}' in exposition
         redis.stop()
         await wait_for(
             lambda: any("worker.redis_unavailable" in str(r.msg) for r in caplog.records),
@@ -61,6 +77,7 @@ async def test_the_worker_rides_out_a_redis_restart(
             "the worker to meet the outage",
         )
         assert not worker.done(), "the worker must not exit on a Redis outage"
+        assert (await probe(port, "/healthz"))[0] == 200, "alive while waiting for Redis"
         redis = start_redis(tmp_path / "redis", port=redis.port)
         # A guest writes once Redis is back: the restarted loop answers.
         await receive(web, tenant, "And breakfast?", guest="+15557770000")

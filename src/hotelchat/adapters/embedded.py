@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 APP_LOGIN_ROLE = "hotelchat"
+OPERATOR_LOGIN_ROLE = "hotelchat_provisioner"
 START_TIMEOUT = 20.0
 
 
@@ -30,11 +31,13 @@ class EmbeddedError(Exception):
 class EmbeddedPostgres:
     """A running pgserver instance. `admin_dsn` is the superuser (it runs migrations);
     `app_dsn` is the `hotelchat` login role, which the migration makes a member of
-    `hotelchat_app`."""
+    `hotelchat_app`; `operator_dsn` the `hotelchat_provisioner` role, made a member of
+    `hotelchat_operator` when the migration is given it."""
 
     admin_dsn: str
     app_dsn: str
     server: Any
+    operator_dsn: str = ""
 
     def stop(self) -> None:
         """Stop the server (pgserver does it at interpreter exit too)."""
@@ -57,13 +60,19 @@ def start_postgres(data_dir: Path, database: str = "hotelchat") -> EmbeddedPostg
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
     if "1 row" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
-    server.psql(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
-        f"'{APP_LOGIN_ROLE}') THEN CREATE ROLE {APP_LOGIN_ROLE} LOGIN; END IF; END $$;"
-    )
+    for role in (APP_LOGIN_ROLE, OPERATOR_LOGIN_ROLE):
+        server.psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            f"'{role}') THEN CREATE ROLE {role} LOGIN; END IF; END $$;"
+        )
     admin_dsn = server.get_uri(database)
-    app_dsn = admin_dsn.replace("postgresql://postgres:@", f"postgresql://{APP_LOGIN_ROLE}@", 1)
-    return EmbeddedPostgres(admin_dsn=admin_dsn, app_dsn=app_dsn, server=server)
+    app_dsn, operator_dsn = (
+        admin_dsn.replace("postgresql://postgres:@", f"postgresql://{role}@", 1)
+        for role in (APP_LOGIN_ROLE, OPERATOR_LOGIN_ROLE)
+    )
+    return EmbeddedPostgres(
+        admin_dsn=admin_dsn, app_dsn=app_dsn, server=server, operator_dsn=operator_dsn
+    )
 
 
 def redis_server_binary() -> Path:

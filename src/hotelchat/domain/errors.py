@@ -42,6 +42,12 @@ class Forbidden(HotelChatError):
     code = "forbidden"
 
 
+class PasswordChangeRequired(Forbidden):
+    """The agent logged in with a one-time password and must choose their own first."""
+
+    code = "password_change_required"
+
+
 class NotFound(HotelChatError):
     """No such thing, or not one the caller may see (both answer the same, so nothing leaks)."""
 

@@ -186,6 +186,7 @@ class HotelProfile:
     knowledge_version: int = 0
     context_token_budget: int = 2500  # tokens of prompt the model sees: instructions, facts, turns
     monthly_budget_usd: float | None = None  # None: no budget
+    suspended: bool = False  # its numbers route nowhere and the assistant is silent
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
+from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.postgres.provisioning import Provisioning, open_provisioning
 from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.errors import HotelChatError
+from hotelchat.domain.tenants import SenderSpec
 from hotelchat.logs import configure_logging
 from hotelchat.services.ports import Deps
 
@@ -55,6 +57,28 @@ def admin_dsn(settings: Settings) -> str:
     return settings.database_admin_url.get_secret_value()
 
 
+def provisioning_dsn(settings: Settings) -> str:
+    """Where provisioning commands connect: the operator's role when DATABASE_OPERATOR_URL is
+    set (it reads no guest data), else the schema owner."""
+    if settings.database_operator_url is not None:
+        return settings.database_operator_url.get_secret_value()
+    if settings.database_admin_url is None:
+        raise click.UsageError("set DATABASE_OPERATOR_URL (or DATABASE_ADMIN_URL)")
+    return settings.database_admin_url.get_secret_value()
+
+
+def cipher(settings: Settings, *, required: bool = False) -> TokenCipher | None:
+    """The Twilio-token cipher from ENCRYPTION_KEYS; exits 2 when malformed, or missing and
+    `required`."""
+    from hotelchat.bootstrap import require_token_cipher, token_cipher
+
+    try:
+        return require_token_cipher(settings) if required else token_cipher(settings)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
 @click.group()
 @click.version_option(package_name="hotelchat")
 def main() -> None:
@@ -81,6 +105,7 @@ def serve() -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    cipher(settings, required=True)
     if settings.web_workers > 1:
         prepare_multiprocess_metrics()
     config = Config()
@@ -103,6 +128,7 @@ def prepare_multiprocess_metrics() -> None:
     if not directory:
         directory = tempfile.mkdtemp(prefix="hotelchat-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    Path(directory).mkdir(parents=True, exist_ok=True)
     for stale in Path(directory).glob("*.db"):
         stale.unlink()
 
@@ -114,19 +140,91 @@ def worker() -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    cipher(settings, required=True)
     run(run_worker(settings))
 
 
 @main.command()
+def operator() -> None:
+    """Run the Kubernetes operator: one `Hotel` resource (hotelchat.io/v1alpha1) per tenant,
+    reconciled into the database (as DATABASE_OPERATOR_URL), cluster-wide, in-cluster or
+    through KUBECONFIG."""
+    from hotelchat.adapters.postgres.migrate import SchemaError
+    from hotelchat.entrypoints.operator import run_operator
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    cipher(settings, required=True)
+    if settings.database_operator_url is None:
+        click.echo("error: DATABASE_OPERATOR_URL is not set", err=True)
+        raise SystemExit(2)
+    try:
+        run(run_operator(settings))
+    except SchemaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+
+
+@main.command()
 def migrate() -> None:
-    """Apply database migrations as DATABASE_ADMIN_URL, and let DATABASE_URL's role in."""
+    """Apply database migrations as DATABASE_ADMIN_URL, let DATABASE_URL's and
+    DATABASE_OPERATOR_URL's roles in, and (with ENCRYPTION_KEYS) encrypt Twilio auth tokens
+    still in plain text or under an older key."""
+    from hotelchat.adapters.postgres.migrate import SchemaError
     from hotelchat.adapters.postgres.migrate import migrate as do_migrate
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     app = settings.database_url.get_secret_value() if settings.database_url else None
-    revision = run(do_migrate(admin_dsn(settings), app))
+    operator_url = settings.database_operator_url
+    operator = operator_url.get_secret_value() if operator_url else None
+    try:
+        revision = run(do_migrate(admin_dsn(settings), app, operator, cipher(settings)))
+    except SchemaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     click.echo(f"database at revision {revision}")
+
+
+@main.command("wait-for-schema")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 86_400),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait before giving up (exit 1).",
+)
+def wait_for_schema(timeout: float) -> None:
+    """Wait until the database (as DATABASE_URL) is at this code's migration: the init container
+    of every pod, so none starts before `hotelchat migrate` has run."""
+    from hotelchat.adapters.postgres.migrate import SchemaError
+    from hotelchat.adapters.postgres.migrate import wait_for_schema as wait
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    try:
+        revision = run(wait(settings.require_database_url(), timeout=timeout))
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except SchemaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def keys() -> None:
+    """Keys for ENCRYPTION_KEYS (they encrypt Twilio auth tokens at rest)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new random Fernet key. To rotate, put it first in ENCRYPTION_KEYS (comma-
+    separated), roll the pods, run `hotelchat migrate`, then drop the old key."""
+    from hotelchat.adapters.credentials import generate_key
+
+    click.echo(generate_key())
 
 
 @main.command("seed-demo")
@@ -136,7 +234,7 @@ def seed_demo() -> None:
     configure_logging(settings.log_level, settings.log_format)
     from hotelchat.entrypoints.dev import seed
 
-    for login in run(seed(admin_dsn(settings), {})):
+    for login in run(seed(admin_dsn(settings), {}, cipher(settings, required=True))):
         click.echo(f"{login.hotel_slug}: {login.email} / {login.password}")
 
 
@@ -189,7 +287,7 @@ def hotels_list() -> None:
             for hotel in await prov.hotels():
                 click.echo(f"{hotel.chain_slug}\t{hotel.slug}\t{hotel.name}")
 
-        await with_provisioning(admin_dsn(settings), body)
+        await with_provisioning(provisioning_dsn(settings), body)
 
     run(work())
 
@@ -212,22 +310,24 @@ def hotels_create(
     language: str,
 ) -> None:
     """Create a hotel (a tenant)."""
+    from hotelchat.services import tenants
+
     settings = load_settings()
 
     async def body(prov: Provisioning) -> None:
-        if chain_name:
-            await prov.ensure_chain(chain_slug, chain_name)
-        hotel_id = await prov.create_hotel(
+        hotel_id = await tenants.create_hotel(
+            prov,
             chain_slug=chain_slug,
+            chain_name=chain_name,
             slug=slug,
             name=name,
             description=description,
             timezone=timezone,
-            default_language=language,
+            language=language,
         )
         click.echo(f"hotel {slug} created (id {hotel_id})")
 
-    run(with_provisioning(admin_dsn(settings), body))
+    run(with_provisioning(provisioning_dsn(settings), body))
 
 
 @hotels.command("settings")
@@ -295,18 +395,20 @@ def senders() -> None:
 def senders_add(hotel_slug: str, number: str, account_sid: str) -> None:
     """Add a WhatsApp number. The auth token is read from TWILIO_AUTH_TOKEN or prompted for, so
     it never appears in the shell history or the process list."""
+    from hotelchat.services import tenants
+
     settings = load_settings()
+    keys = cipher(settings, required=True)
     token = os.environ.get("TWILIO_AUTH_TOKEN") or click.prompt(
         "Twilio auth token", hide_input=True
     )
 
     async def body(prov: Provisioning) -> None:
-        await prov.add_whatsapp_sender(
-            hotel_slug=hotel_slug, phone_number=number, account_sid=account_sid, auth_token=token
-        )
+        hotel = await prov.hotel(hotel_slug)
+        await tenants.route_number(prov, hotel.id, SenderSpec(number, account_sid, token))
         click.echo(f"{number} now routes to {hotel_slug}")
 
-    run(with_provisioning(admin_dsn(settings), body))
+    run(with_provisioning(provisioning_dsn(settings), body, keys))
 
 
 @main.group()
@@ -330,18 +432,21 @@ def agents_add(
         "Password", hide_input=True, confirmation_prompt=True
     )
 
+    from hotelchat.services import tenants
+
     async def body(prov: Provisioning) -> None:
-        await prov.add_agent(
+        await tenants.save_agent(
+            prov,
             chain_slug=chain_slug,
             email=email,
-            display_name=display_name,
+            name=display_name,
             password=password,
-            hotel_slugs=list(hotel_slugs),
+            hotel_slugs=hotel_slugs,
             role="manager" if manager else "agent",
         )
         click.echo(f"agent {email} saved")
 
-    run(with_provisioning(admin_dsn(settings), body))
+    run(with_provisioning(provisioning_dsn(settings), body))
 
 
 @main.group()
@@ -351,8 +456,14 @@ def kb() -> None:
 
 @kb.command("import")
 @click.option("--hotel", "hotel_slug", required=True)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Make the knowledge base exactly the file: entries not in it are removed (what the "
+    "Kubernetes operator does with a Hotel's ConfigMap).",
+)
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def kb_import(hotel_slug: str, path: Path) -> None:
+def kb_import(hotel_slug: str, replace: bool, path: Path) -> None:
     """Add or update entries from a Markdown (one `##` heading per entry, optional first line
     `Keywords: …`) or CSV (title, body, keywords) file. The worker computes their vectors."""
     from hotelchat import bootstrap
@@ -363,16 +474,25 @@ def kb_import(hotel_slug: str, path: Path) -> None:
 
     content = path.read_bytes()
 
-    async def work() -> tuple[int, int]:
+    async def work() -> str:
         container = await bootstrap.build(settings)
         try:
             hotel_id = await hotel_id_of(container, hotel_slug)
-            return await knowledge.import_file(container.deps, hotel_id, path.name, content)
+            deps = container.deps
+            if replace:
+                synced = await knowledge.sync_file(
+                    deps.knowledge_base, deps.jobs, hotel_id, path.name, content
+                )
+                return (
+                    f"{hotel_slug}: {synced.added} entries added, {synced.updated} updated, "
+                    f"{synced.removed} removed"
+                )
+            added, updated = await knowledge.import_file(deps, hotel_id, path.name, content)
+            return f"{hotel_slug}: {added} entries added, {updated} updated"
         finally:
             await container.close()
 
-    added, updated = run(work())
-    click.echo(f"{hotel_slug}: {added} entries added, {updated} updated")
+    click.echo(run(work()))
 
 
 @kb.command("embed")
@@ -567,7 +687,7 @@ async def hotel_id_of(container: Any, slug: str) -> int:
     """The id of hotel `slug`; raises `NotFound`."""
     from hotelchat.domain.errors import NotFound
 
-    hotel_id: int | None = await container.store.route_hotel(slug)
+    hotel_id: int | None = await container.store.route_hotel(slug, for_guests=False)
     if hotel_id is None:
         raise NotFound(f"no hotel {slug!r}")
     return hotel_id
@@ -585,7 +705,10 @@ async def in_hotel(settings: Settings, slug: str, body: Callable[[Deps, int], Aw
         await container.close()
 
 
-async def with_provisioning(dsn: str, body: Callable[[Provisioning], Awaitable[None]]) -> None:
-    """Run `body` with a `Provisioning` on one owner connection."""
-    async with open_provisioning(dsn) as prov:
+async def with_provisioning(
+    dsn: str, body: Callable[[Provisioning], Awaitable[None]], keys: TokenCipher | None = None
+) -> None:
+    """Run `body` with a `Provisioning` on one connection to `dsn`, encrypting tokens with
+    `keys`."""
+    async with open_provisioning(dsn, keys) as prov:
         await body(prov)

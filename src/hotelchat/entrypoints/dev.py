@@ -20,12 +20,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from hotelchat.adapters.credentials import TokenCipher, generate_key
 from hotelchat.adapters.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
@@ -44,9 +46,12 @@ STOP_TIMEOUT = 20.0
 RUNTIME_FILE = "dev.json"
 
 
-async def seed(admin_dsn: str, passwords: dict[str, str]) -> list[AgentLogin]:
-    """Seed the demo chain as the schema owner; see `services.demo.seed_demo`."""
-    async with open_provisioning(admin_dsn) as prov:
+async def seed(
+    admin_dsn: str, passwords: dict[str, str], cipher: TokenCipher | None
+) -> list[AgentLogin]:
+    """Seed the demo chain as the schema owner, its tokens encrypted with `cipher`; see
+    `services.demo.seed_demo`."""
+    async with open_provisioning(admin_dsn, cipher) as prov:
         return await seed_demo(prov, passwords)
 
 
@@ -154,18 +159,43 @@ def start_backing(settings: Settings, state: Path) -> Backing:
     return backing
 
 
-def prepare_data(settings: Settings, state: Path, backing: Backing) -> tuple[list[AgentLogin], str]:
-    """Migrate, seed the demo, and return the agent logins and the secret key."""
-    asyncio.run(migrate(backing.admin_dsn, backing.app_dsn))
+def _state_secret(state: Path, name: str, make: Callable[[], str]) -> str:
+    """The secret kept in `state/name`, made with `make` the first time."""
+    path = state / name
+    if not path.exists():
+        _write_private(path, make())
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class DevSecrets:
+    secret_key: str
+    encryption_keys: str
+
+
+def prepare_data(
+    settings: Settings, state: Path, backing: Backing
+) -> tuple[list[AgentLogin], DevSecrets]:
+    """Migrate, seed the demo, and return the agent logins and the secrets (SECRET_KEY and
+    ENCRYPTION_KEYS from the environment, else made once and kept in the state folder)."""
+    made = DevSecrets(
+        secret_key=(
+            settings.secret_key.get_secret_value()
+            if settings.secret_key is not None
+            else _state_secret(state, "secret_key", lambda: secrets.token_urlsafe(48))
+        ),
+        encryption_keys=(
+            settings.encryption_keys.get_secret_value()
+            if settings.encryption_keys is not None
+            else _state_secret(state, "encryption_keys", generate_key)
+        ),
+    )
+    cipher = TokenCipher.from_setting(made.encryption_keys)
+    asyncio.run(migrate(backing.admin_dsn, backing.app_dsn, cipher=cipher))
     credentials = state / "demo-agents.json"
-    logins = asyncio.run(seed(backing.admin_dsn, _read_json(credentials)))
+    logins = asyncio.run(seed(backing.admin_dsn, _read_json(credentials), cipher))
     _write_private(credentials, json.dumps({x.email: x.password for x in logins}, indent=2))
-    if settings.secret_key is not None:
-        return logins, settings.secret_key.get_secret_value()
-    key_file = state / "secret_key"
-    if not key_file.exists():
-        _write_private(key_file, secrets.token_urlsafe(48))
-    return logins, key_file.read_text().strip()
+    return logins, made
 
 
 def run_dev(settings: Settings, *, port: int | None) -> int:
@@ -187,13 +217,14 @@ def run_dev(settings: Settings, *, port: int | None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     backing = start_backing(settings, state)
     try:
-        logins, secret_key = prepare_data(settings, state, backing)
+        logins, made = prepare_data(settings, state, backing)
         env = dict(os.environ)
         env.update(
             DATABASE_URL=backing.app_dsn,
             DATABASE_ADMIN_URL=backing.admin_dsn,
             REDIS_URL=backing.redis_url,
-            SECRET_KEY=secret_key,
+            SECRET_KEY=made.secret_key,
+            ENCRYPTION_KEYS=made.encryption_keys,
             PUBLIC_BASE_URL=public_url,
             PORT=str(web_port),
             LOG_FORMAT=env.get("LOG_FORMAT", "console"),

@@ -385,6 +385,7 @@ async def evaluate_embedded(settings: Settings, files: Sequence[QuestionFile]) -
     afterwards), migrated, with a container built by `bootstrap.build` from `settings` with
     their URLs. Raises `Unavailable` when they do not start (the `embedded` extra is needed)."""
     from hotelchat import bootstrap
+    from hotelchat.adapters.credentials import TokenCipher, generate_key
     from hotelchat.adapters.embedded import EmbeddedError, start_postgres, start_redis
     from hotelchat.adapters.postgres.migrate import migrate
 
@@ -401,17 +402,21 @@ async def evaluate_embedded(settings: Settings, files: Sequence[QuestionFile]) -
                 f"an embedded server did not start ({exc}); the eval needs the `embedded` extra"
             ) from exc
         await migrate(postgres.admin_dsn, postgres.app_dsn)
+        key = generate_key()  # the throwaway database's numbers need one
         local = settings.model_copy(
             update={
                 "database_url": SecretStr(postgres.app_dsn),
                 "database_admin_url": SecretStr(postgres.admin_dsn),
                 "redis_url": SecretStr(redis.url),
+                "encryption_keys": SecretStr(key),
             }
         )
         ready = time.perf_counter()
         container = await bootstrap.build(local)
         stack.push_async_callback(container.close)
-        prov = await stack.enter_async_context(open_provisioning(postgres.admin_dsn))
+        prov = await stack.enter_async_context(
+            open_provisioning(postgres.admin_dsn, TokenCipher([key]))
+        )
         report = await evaluate(container.deps, prov, files)
     report.timings["servers"] = ready - started
     report.timings["total"] = time.perf_counter() - started

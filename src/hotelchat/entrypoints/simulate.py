@@ -15,6 +15,7 @@ import time
 
 import aiohttp
 
+from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
 from hotelchat.adapters.postgres.store import PostgresStore
 from hotelchat.adapters.twilio import sign
@@ -41,6 +42,12 @@ def _runtime(settings: Settings) -> dict[str, str]:
         found["twilio_api_base_url"] = str(settings.twilio_api_base_url).rstrip("/")
     if "database_url" not in found:
         raise ConfigError("DATABASE_URL is not set and no `hotelchat dev` is running here")
+    if settings.encryption_keys is not None:
+        found["encryption_keys"] = settings.encryption_keys.get_secret_value()
+    elif (keys := settings.state_dir.resolve() / "encryption_keys").exists():
+        found["encryption_keys"] = keys.read_text().strip()  # made by `hotelchat dev`
+    else:
+        raise ConfigError("ENCRYPTION_KEYS is not set: it decrypts the hotel's auth token")
     return found
 
 
@@ -87,9 +94,10 @@ async def simulate_guest(
         raise InvalidInput("--from must be an E.164 number such as +15551234567")
     runtime = _runtime(settings)
     pool = await create_pool(PoolConfig(dsn=runtime["database_url"], min_size=0, max_size=2))
-    store = PostgresStore(Database(pool, acquire_timeout=5))
+    cipher = TokenCipher.from_setting(runtime["encryption_keys"])
+    store = PostgresStore(Database(pool, acquire_timeout=5), cipher)
     try:
-        hotel_id = await store.route_hotel(hotel_slug)
+        hotel_id = await store.route_hotel(hotel_slug, for_guests=False)
         if hotel_id is None:
             raise NotFound(f"no hotel {hotel_slug!r}")
         senders = await store.whatsapp_senders(hotel_id)

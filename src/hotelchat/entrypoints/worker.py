@@ -25,7 +25,8 @@ from hotelchat import bootstrap
 from hotelchat.adapters.queue import EMBED_JOB, REDIS_ERRORS, REPLY_JOB, SEND_JOB, create_redis
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
-from hotelchat.observability import exposition, metrics, tracing
+from hotelchat.entrypoints.probes import ProbeServer
+from hotelchat.observability import metrics, tracing
 from hotelchat.services import knowledge, maintenance, outbound, replies
 from hotelchat.services.ports import Deps
 
@@ -44,6 +45,45 @@ MAX_REDIS_OUTAGE_SECONDS = 300.0
 # A job that met an unreachable PostgreSQL or Redis tries again after this many seconds.
 UNAVAILABLE_RETRY_SECONDS = 5.0
 QUEUE = "arq:queue"
+
+# The liveness probe fails when arq's loop has not gone round for this long (it goes round every
+# 0.1 s, whatever the jobs are doing, since it starts them as tasks).
+STALE_LOOP_SECONDS = 60.0
+
+
+class Liveness:
+    """Whether the worker is alive: arq's loop went round lately, or the worker is waiting out a
+    Redis outage (restarting the pod would not bring Redis back; `run_worker` gives up by
+    itself after `MAX_REDIS_OUTAGE_SECONDS`)."""
+
+    def __init__(self) -> None:
+        self.last_beat = time.monotonic()
+        self.waiting_for_redis = False
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+        self.waiting_for_redis = False
+
+    def problem(self) -> str | None:
+        """None while alive, else why not."""
+        if self.waiting_for_redis:
+            return None
+        silent = time.monotonic() - self.last_beat
+        if silent > STALE_LOOP_SECONDS:
+            return f"the job loop has not run for {silent:.0f} s"
+        return None
+
+
+class HotelChatWorker(Worker):
+    """arq's worker, telling `liveness` each time its loop goes round."""
+
+    def __init__(self, *args: Any, liveness: Liveness | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.liveness = liveness or Liveness()
+
+    async def heart_beat(self) -> None:
+        self.liveness.beat()
+        await super().heart_beat()
 
 
 async def _retrying(work: Awaitable[T]) -> T:
@@ -151,7 +191,7 @@ async def sample_queue(container: bootstrap.Container) -> None:
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
-    ctx["container"] = await bootstrap.build(ctx["settings"])
+    ctx["container"] = await bootstrap.build(ctx["settings"], require_keys=True)
     log.info("worker.started")
 
 
@@ -162,11 +202,13 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     log.info("worker.stopped")
 
 
-def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -> Worker:
-    """An arq `Worker` for HotelChat's jobs on `redis`. With `burst`, it stops once the queue is
-    empty (tests)."""
+def create_worker(
+    settings: Settings, redis: ArqRedis, *, burst: bool = False, liveness: Liveness | None = None
+) -> HotelChatWorker:
+    """An arq `Worker` for HotelChat's jobs on `redis`, beating `liveness`. With `burst`, it
+    stops once the queue is empty (tests)."""
     tries = settings.job_max_tries
-    return Worker(
+    return HotelChatWorker(
         functions=[
             func(reply_to_inbound, name=REPLY_JOB, keep_result=0, max_tries=tries),
             func(send_outbound, name=SEND_JOB, keep_result=0, max_tries=tries),
@@ -186,11 +228,13 @@ def create_worker(settings: Settings, redis: ArqRedis, *, burst: bool = False) -
         burst=burst,
         handle_signals=not burst,
         job_completion_wait=SHUTDOWN_GRACE_SECONDS,
+        liveness=liveness,
     )
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGINT or SIGTERM, then let running jobs finish (up to 20 s).
+    """Run the worker until SIGINT or SIGTERM, then let running jobs finish (up to 20 s). Its
+    metrics and liveness probe (/metrics, /healthz) are served on WORKER_METRICS_HOST:PORT.
 
     A Redis outage stops arq's loop (its client does not retry opening a connection); the loop is
     started again, with a backoff of up to `REDIS_RESTART_BACKOFF_SECONDS[1]` seconds, for as long
@@ -198,13 +242,25 @@ async def run_worker(settings: Settings) -> None:
     for its supervisor (Kubernetes) to restart it. Jobs interrupted by the restart are retried by
     arq, and the sweeper queues again any reply or send left without a job."""
     tracing.configure("hotelchat-worker")
+    liveness = Liveness()
+    probes = None
     if settings.worker_metrics_port:
-        exposition.serve(settings.worker_metrics_port)
+        probes = ProbeServer(settings.worker_metrics_host, settings.worker_metrics_port,
+                             liveness.problem)  # fmt: skip
+        await probes.start()
+    try:
+        await _run_worker_loop(settings, liveness)
+    finally:
+        if probes is not None:
+            await probes.stop()
+
+
+async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
     outage_began: float | None = None
     backoff = REDIS_RESTART_BACKOFF_SECONDS[0]
     while True:
         redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
-        worker = create_worker(settings, redis)
+        worker = create_worker(settings, redis, liveness=liveness)
         started = time.monotonic()
         try:
             await worker.async_run()
@@ -217,6 +273,7 @@ async def run_worker(settings: Settings) -> None:
             outage_began = outage_began or now
             if now - outage_began > MAX_REDIS_OUTAGE_SECONDS:
                 raise
+            liveness.waiting_for_redis = True
             log.warning(
                 "worker.redis_unavailable",
                 error_class=type(exc).__name__,

@@ -209,3 +209,23 @@ HANDOFF_OLDEST_UNANSWERED = Gauge(
     ["hotel"],
     multiprocess_mode="max",
 )
+
+# --- Operator -----------------------------------------------------------------------------------
+OPERATOR_RECONCILES = Counter(
+    "hotelchat_operator_reconciles_total",
+    "Reconciles of Hotel resources, by trigger (create, update, resume, timer, delete) and "
+    "outcome (ready, not_ready, error).",
+    ["trigger", "outcome"],
+)
+OPERATOR_RECONCILE_DURATION = Histogram(
+    "hotelchat_operator_reconcile_duration_seconds",
+    "Time one reconcile of a Hotel resource takes, by trigger.",
+    ["trigger"],
+    buckets=SLOW,
+)
+OPERATOR_HOTELS = Gauge(
+    "hotelchat_operator_hotels",
+    "Hotel resources the operator serves, by readiness (true, false).",
+    ["ready"],
+    multiprocess_mode="mostrecent",
+)

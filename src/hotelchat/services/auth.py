@@ -16,7 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from hotelchat.domain.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from hotelchat.domain.errors import (
+    Forbidden,
+    InvalidInput,
+    PasswordChangeRequired,
+    TooManyRequests,
+    Unauthenticated,
+)
 from hotelchat.services.ports import AgentSession, Deps, Membership
 
 log = structlog.get_logger(__name__)
@@ -83,14 +89,45 @@ async def log_in(deps: Deps, email: str, password: str, *, client: str) -> Logge
     return LoggedIn(token, session)
 
 
-async def session_for(deps: Deps, token: str | None) -> AgentSession:
-    """The session a cookie token opens; raises `Unauthenticated` when there is none."""
+async def session_for(
+    deps: Deps, token: str | None, *, password_change: bool = False
+) -> AgentSession:
+    """The session a cookie token opens; raises `Unauthenticated` when there is none, and
+    `PasswordChangeRequired` when the agent logged in with a one-time password (unless
+    `password_change`: the page where they choose their own)."""
     if not token or len(token) > 128:
         raise Unauthenticated("log in first")
     session = await deps.agents.session(token_hash(token), SESSION_SECONDS)
     if session is None:
         raise Unauthenticated("your session has ended; log in again")
+    if session.password_change_required and not password_change:
+        raise PasswordChangeRequired("choose your own password first, at /account/password")
     return session
+
+
+MIN_PASSWORD = 10
+
+
+async def change_password(
+    deps: Deps, session: AgentSession, current: str, new: str, *, client: str
+) -> None:
+    """Replace the agent's password with `new` once `current` is checked; the one-time
+    password the operator issued stops working. Raises `InvalidInput` (too short or long, the
+    same as before), `TooManyRequests` (too many wrong `current` passwords) or `Unauthenticated`
+    (`current` is wrong)."""
+    if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+        raise InvalidInput(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    if new == current:
+        raise InvalidInput("choose a password other than the one you were given")
+    key = f"password-change:{session.agent_id}"
+    if not await deps.limiter.allows(key, limit=FAILED_LOGINS_PER_EMAIL):
+        raise TooManyRequests("too many wrong passwords; try again in a few minutes")
+    stored = await deps.agents.password_hash(session.agent_id)
+    if len(current) > MAX_PASSWORD or not await deps.passwords.verify(stored, current):
+        await deps.limiter.hit(key, limit=FAILED_LOGINS_PER_EMAIL)
+        raise Unauthenticated("your current password is not right")
+    await deps.agents.change_password(session.agent_id, deps.passwords.hash(new))
+    log.info("auth.password_changed", agent_id=session.agent_id)
 
 
 def check_csrf(session: AgentSession, submitted: str | None) -> None:

@@ -22,7 +22,7 @@ import structlog
 
 from hotelchat.domain.errors import Forbidden, HotelChatError, InvalidInput, ModelError, Unavailable
 from hotelchat.domain.model import Passage
-from hotelchat.services.ports import AgentSession, Deps, KnowledgeEntry
+from hotelchat.services.ports import AgentSession, Deps, JobQueue, KnowledgeBase, KnowledgeEntry
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +134,7 @@ async def add(
 ) -> KnowledgeEntry:
     await require_manager(deps, session)
     entry = await deps.knowledge_base.create(session.hotel_id, *check_entry(title, body, keywords))
-    await _embed_later(deps, session.hotel_id)
+    await _embed_later(deps.jobs, session.hotel_id)
     log.info("knowledge.added", hotel_id=session.hotel_id, entry_id=entry.id)
     return entry
 
@@ -146,7 +146,7 @@ async def edit(
     entry = await deps.knowledge_base.update(
         session.hotel_id, entry_id, *check_entry(title, body, keywords)
     )
-    await _embed_later(deps, session.hotel_id)
+    await _embed_later(deps.jobs, session.hotel_id)
     return entry
 
 
@@ -155,9 +155,9 @@ async def remove(deps: Deps, session: AgentSession, entry_id: int) -> None:
     await deps.knowledge_base.delete(session.hotel_id, entry_id)
 
 
-async def import_file(deps: Deps, hotel_id: int, filename: str, content: bytes) -> tuple[int, int]:
-    """Add or update entries from a Markdown or CSV file; returns (added, updated). Raises
-    `InvalidInput` naming the line or row at fault; nothing is stored then."""
+def parse_file(filename: str, content: bytes) -> list[tuple[str, str, str]]:
+    """The entries (title, body, keywords) of a Markdown or CSV file, told apart by `filename`'s
+    suffix. Raises `InvalidInput` naming the line or row at fault."""
     if len(content) > MAX_IMPORT_BYTES:
         raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES // 1000} kB")
     try:
@@ -179,10 +179,46 @@ async def import_file(deps: Deps, hotel_id: int, filename: str, content: bytes) 
     duplicated = sorted({t for t in titles if titles.count(t) > 1})
     if duplicated:
         raise InvalidInput(f"the file has the title {duplicated[0]!r} twice")
+    return parsed
+
+
+async def import_file(deps: Deps, hotel_id: int, filename: str, content: bytes) -> tuple[int, int]:
+    """Add or update entries from a Markdown or CSV file; returns (added, updated). Raises
+    `InvalidInput` naming the line or row at fault; nothing is stored then."""
+    parsed = parse_file(filename, content)
     added, updated = await deps.knowledge_base.upsert_many(hotel_id, parsed)
-    await _embed_later(deps, hotel_id)
+    await _embed_later(deps.jobs, hotel_id)
     log.info("knowledge.imported", hotel_id=hotel_id, added=added, updated=updated)
     return added, updated
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeSync:
+    added: int
+    updated: int
+    removed: int
+    entries: int  # in the knowledge base now
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+async def sync_file(
+    knowledge_base: KnowledgeBase, jobs: JobQueue, hotel_id: int, filename: str, content: bytes
+) -> KnowledgeSync:
+    """Make the hotel's knowledge base exactly the entries of a Markdown or CSV file: entries
+    added, changed (re-embedded) and removed; unchanged entries are left alone, so syncing the
+    same file again changes nothing. Raises `InvalidInput` naming the line or row at fault, and
+    nothing is changed then."""
+    parsed = parse_file(filename, content)
+    added, updated, removed = await knowledge_base.replace_all(hotel_id, parsed)
+    result = KnowledgeSync(added, updated, removed, len(parsed))
+    if result.changed:
+        await _embed_later(jobs, hotel_id)
+        log.info("knowledge.synced", hotel_id=hotel_id, added=added, updated=updated,
+                 removed=removed)  # fmt: skip
+    return result
 
 
 async def import_for(
@@ -248,8 +284,8 @@ def parse_csv(text: str) -> list[tuple[str, str, str]]:
     return result
 
 
-async def _embed_later(deps: Deps, hotel_id: int) -> None:
+async def _embed_later(jobs: JobQueue, hotel_id: int) -> None:
     try:
-        await deps.jobs.enqueue_embedding(hotel_id)
+        await jobs.enqueue_embedding(hotel_id)
     except (Unavailable, HotelChatError):
         log.warning("knowledge.enqueue_failed", hotel_id=hotel_id)  # the cron catches up

@@ -26,6 +26,7 @@ from hotelchat.domain.model import (
     Turn,
 )
 from hotelchat.domain.pricing import PriceTable
+from hotelchat.domain.tenants import HotelSpec, Owner, SenderSpec
 
 # --- Store results ------------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class AgentSession:
     hotel_slug: str
     csrf_token: str = field(repr=False)
     expires_at: datetime
+    password_change_required: bool = False  # logged in with a one-time password
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +368,10 @@ class Store(Protocol):
         self, phone_number: str, *, fresh: bool = False
     ) -> SenderRoute | None: ...
 
-    async def route_hotel(self, slug: str) -> int | None: ...
+    async def route_hotel(self, slug: str, *, for_guests: bool = True) -> int | None:
+        """The hotel with `slug` (None when there is none, or, `for_guests`, when it is
+        suspended)."""
+        ...
 
     async def hotel_profile(self, hotel_id: int) -> HotelProfile | None: ...
 
@@ -483,6 +488,12 @@ class Agents(Protocol):
 
     async def end_session(self, token_hash: bytes) -> None: ...
 
+    async def password_hash(self, agent_id: int) -> str | None: ...
+
+    async def change_password(self, agent_id: int, password_hash: str) -> None:
+        """Store the agent's new password hash; it no longer needs changing."""
+        ...
+
 
 class Events(Protocol):
     """Realtime events to Socket.IO rooms, sent after the change they report is committed.
@@ -558,6 +569,13 @@ class KnowledgeBase(Protocol):
     async def upsert_many(
         self, hotel_id: int, entries: list[tuple[str, str, str]]
     ) -> tuple[int, int]: ...
+
+    async def replace_all(
+        self, hotel_id: int, entries: list[tuple[str, str, str]]
+    ) -> tuple[int, int, int]:
+        """Make the entries exactly `entries` (by title, case aside), touching only those that
+        differ; returns (added, updated, removed)."""
+        ...
 
     async def hotels_to_embed(self, model: str) -> list[int]: ...
 
@@ -795,6 +813,126 @@ class JobQueue(Protocol):
 class LanguageDetector(Protocol):
     def detect(self, text: str) -> str | None:
         """ISO 639-1 code of `text`'s language, or None when too unsure."""
+        ...
+
+
+# --- provisioning (the CLI and the Kubernetes operator) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TenantHotel:
+    """A hotel as provisioning sees it: its record, not its guests."""
+
+    id: int
+    slug: str
+    chain_slug: str
+    name: str
+    suspended: bool
+    owner_uid: str | None  # the Hotel resource that owns it, if any
+    owner_name: str | None  # its `namespace/name`
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSender:
+    """A WhatsApp number of a hotel. `auth_token` is decrypted (a secret: never log it);
+    `token_current` is False when it is stored in plain text or under an older key."""
+
+    id: int
+    number: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    token_current: bool = True
+    retired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMembership:
+    agent_id: int
+    email: str
+    name: str
+    role: str
+
+
+class TenantStore(Protocol):
+    """Chains, hotels, their numbers and their agents, for whoever provisions tenants: the
+    schema owner (the CLI) or the operator's role (which reads no guest data). Each method is
+    its own transaction. Raises `Unavailable` when PostgreSQL is down."""
+
+    async def ensure_chain(self, slug: str, name: str, *, rename: bool = False) -> int:
+        """The id of chain `slug`, created with `name` if missing (renamed with `rename`)."""
+        ...
+
+    async def hotel_record(self, slug: str) -> TenantHotel | None: ...
+
+    async def create_hotel(
+        self,
+        *,
+        chain_slug: str,
+        slug: str,
+        name: str,
+        description: str = "",
+        timezone: str = "UTC",
+        default_language: str = "en",
+        languages: Sequence[str] = (),
+        owner: Owner | None = None,
+    ) -> int:
+        """Raises `NotFound` (no such chain) or `Conflict` (the slug is taken)."""
+        ...
+
+    async def update_hotel(self, hotel_id: int, spec: HotelSpec) -> list[str]:
+        """Make the hotel's record and assistant settings match `spec` (None assistant fields
+        are left alone); returns the names of the fields that changed."""
+        ...
+
+    async def set_owner(self, hotel_id: int, owner: Owner | None) -> None: ...
+
+    async def update_suspended(self, hotel_id: int, *, suspended: bool) -> None: ...
+
+    async def senders(self, hotel_id: int) -> list[StoredSender]: ...
+
+    async def save_sender(self, hotel_id: int, sender: SenderSpec) -> int:
+        """Route `sender.number` to the hotel (again, if it was retired), storing its account
+        and encrypted token; raises `Conflict` when another hotel routes the number."""
+        ...
+
+    async def retire_sender(self, hotel_id: int, sender_id: int) -> None: ...
+
+    async def agent_chain(self, email: str) -> tuple[int, str] | None:
+        """`(agent_id, chain_slug)` of the agent with `email`, or None."""
+        ...
+
+    async def create_agent(
+        self, *, chain_slug: str, email: str, name: str, password: str, change_required: bool
+    ) -> int:
+        """Raises `Conflict` when an agent of another chain has the email."""
+        ...
+
+    async def rename_agent(self, agent_id: int, name: str) -> None: ...
+
+    async def add_agent(
+        self,
+        *,
+        chain_slug: str,
+        email: str,
+        display_name: str,
+        password: str,
+        hotel_slugs: list[str],
+        role: str = "agent",
+    ) -> int:
+        """Create agent `email` of the chain, or update their name, password and hotels;
+        raises `NotFound`, `InvalidInput`, `Conflict` (an agent of another chain)."""
+        ...
+
+    async def memberships(self, hotel_id: int) -> list[StoredMembership]: ...
+
+    async def set_membership(self, agent_id: int, hotel_id: int, role: str) -> None: ...
+
+    async def remove_membership(self, agent_id: int, hotel_id: int) -> None:
+        """Remove the agent from the hotel and end their sessions in it."""
+        ...
+
+    async def erase_hotel(self, hotel_id: int) -> dict[str, int]:
+        """Delete every row of the hotel; returns how many of each kind."""
         ...
 
 

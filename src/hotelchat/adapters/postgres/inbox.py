@@ -473,8 +473,8 @@ class PostgresAgents:
                 "SELECT set_config($1, $2, true)", TENANT_SETTING, str(row["hotel_id"])
             )
             agent = await conn.fetchrow(
-                """SELECT a.display_name, a.disabled, h.slug FROM agents a, hotels h
-                   WHERE a.id = $1 AND h.id = $2""",
+                """SELECT a.display_name, a.disabled, a.password_change_required, h.slug
+                   FROM agents a, hotels h WHERE a.id = $1 AND h.id = $2""",
                 row["agent_id"],
                 row["hotel_id"],
             )
@@ -487,9 +487,28 @@ class PostgresAgents:
                 agent["slug"],
                 row["csrf_token"],
                 row["expires_at"],
+                agent["password_change_required"],
             )
 
         return await self.db.platform(work, idempotent=True)
+
+    async def password_hash(self, agent_id: int) -> str | None:
+        """The agent's password hash (through the login door: agents are not a tenant's)."""
+
+        async def work(conn: Connection) -> str | None:
+            found: str | None = await conn.fetchval(
+                "SELECT password_hash FROM hotelchat_agent_password($1)", agent_id
+            )
+            return found
+
+        return await self.db.platform(work, idempotent=True)
+
+    async def change_password(self, agent_id: int, password_hash: str) -> None:
+        async def work(conn: Connection) -> None:
+            await conn.execute("SELECT hotelchat_change_agent_password($1, $2)", agent_id,
+                               password_hash)  # fmt: skip
+
+        await self.db.platform(work, idempotent=True)
 
     async def switch_hotel(self, token_hash: bytes, hotel_id: int) -> None:
         async def work(conn: Connection) -> None:

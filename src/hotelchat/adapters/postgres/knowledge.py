@@ -156,6 +156,51 @@ class PostgresKnowledge:
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
+    async def replace_all(
+        self, hotel_id: int, entries: list[tuple[str, str, str]]
+    ) -> tuple[int, int, int]:
+        """Make the hotel's entries exactly `entries` (title, body, keywords), matched by title
+        whatever its case, in one transaction; unchanged entries keep their vectors, and the
+        version is bumped only when something changed. Returns (added, updated, removed)."""
+
+        async def work(conn: Connection) -> tuple[int, int, int]:
+            added = updated = 0
+            for title, body, keywords in entries:
+                try:
+                    inserted = await conn.fetchval(
+                        """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
+                           SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
+                           ON CONFLICT (hotel_id, lower(title)) DO UPDATE SET
+                             title = EXCLUDED.title, body = EXCLUDED.body,
+                             keywords = EXCLUDED.keywords, updated_at = now()
+                           WHERE (kb_entries.title, kb_entries.body, kb_entries.keywords)
+                                 IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.body,
+                                                   EXCLUDED.keywords)
+                           RETURNING (xmax = 0)""",
+                        hotel_id,
+                        title,
+                        body,
+                        keywords,
+                    )
+                except asyncpg.PostgresError as exc:
+                    raise _translate(exc) from exc
+                if inserted is True:
+                    added += 1
+                elif inserted is False:
+                    updated += 1
+            done = await conn.execute(
+                """DELETE FROM kb_entries
+                   WHERE hotel_id = $1 AND NOT (lower(title) = ANY($2))""",
+                hotel_id,
+                [title.lower() for title, _, _ in entries],
+            )
+            removed = int(done.split()[-1])
+            if added or updated or removed:
+                await _bump(conn, hotel_id)
+            return added, updated, removed
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
     # --- embeddings -------------------------------------------------------------------------
 
     async def hotels_to_embed(self, model: str) -> list[int]:

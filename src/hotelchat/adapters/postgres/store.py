@@ -14,7 +14,10 @@ import re
 import asyncpg
 from cachetools import TTLCache
 
+from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.postgres.database import Connection, Database
+from hotelchat.config import ConfigError
+from hotelchat.domain.errors import NotFound
 from hotelchat.domain.model import (
     Author,
     Channel,
@@ -53,15 +56,13 @@ class _DuplicateSid(Exception):
     """Raised inside a transaction to roll it back when the MessageSid is already stored."""
 
 
-def _route(row: asyncpg.Record) -> SenderRoute:
-    return SenderRoute(
-        hotel_id=row["hotel_id"],
-        sender_id=row["sender_id"],
-        phone_number=row["phone_number"],
-        account_sid=row["account_sid"],
-        auth_token=row["auth_token"],
-        hotel_slug=row.get("hotel_slug", ""),
-    )
+class _Unroutable(Exception):
+    """Raised inside a transaction to roll it back when the number no longer routes to the
+    hotel (retired, or the hotel suspended) since its route was remembered."""
+
+
+SENDER_COLUMNS = """hotel_id, id AS sender_id, phone_number, account_sid, auth_token,
+                    auth_token_ciphertext"""
 
 
 def _hotel(row: asyncpg.Record) -> HotelProfile:
@@ -79,11 +80,12 @@ def _hotel(row: asyncpg.Record) -> HotelProfile:
         monthly_budget_usd=(
             float(row["monthly_budget_usd"]) if row["monthly_budget_usd"] is not None else None
         ),
+        suspended=row["suspended"],
     )
 
 
 HOTEL_COLUMNS = """id, slug, name, timezone, default_language, description, ai_model, ai_enabled,
-                   knowledge_version, context_token_budget, monthly_budget_usd"""
+                   knowledge_version, context_token_budget, monthly_budget_usd, suspended"""
 
 
 # Routes of our WhatsApp numbers, kept briefly: every webhook needs one before anything else.
@@ -92,12 +94,31 @@ ROUTE_CACHE_SECONDS = 30.0
 
 
 class PostgresStore:
-    """`Store` on PostgreSQL with row-level security; see `services.ports.Store`."""
+    """`Store` on PostgreSQL with row-level security; see `services.ports.Store`. `cipher`
+    decrypts the Twilio auth tokens of routes (without one, reading a route raises
+    `ConfigError`)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cipher: TokenCipher | None = None) -> None:
         self.db = db
+        self.cipher = cipher
         self._routes: TTLCache[str, SenderRoute] = TTLCache(
             maxsize=ROUTE_CACHE_SIZE, ttl=ROUTE_CACHE_SECONDS
+        )
+
+    def _route(self, row: asyncpg.Record) -> SenderRoute:
+        if row["auth_token_ciphertext"] is not None:
+            if self.cipher is None:
+                raise ConfigError("ENCRYPTION_KEYS is not set: it decrypts Twilio auth tokens")
+            token = self.cipher.decrypt(row["auth_token_ciphertext"])
+        else:
+            token = row["auth_token"]  # stored before revision 0005; `migrate` encrypts it
+        return SenderRoute(
+            hotel_id=row["hotel_id"],
+            sender_id=row["sender_id"],
+            phone_number=row["phone_number"],
+            account_sid=row["account_sid"],
+            auth_token=token,
+            hotel_slug=row.get("hotel_slug", ""),
         )
 
     def forget_routes(self) -> None:
@@ -113,7 +134,8 @@ class PostgresStore:
 
         Known numbers are remembered for 30 seconds; `fresh=True` asks PostgreSQL again (the
         caller does when a signature does not match, so a rotated auth token is picked up at
-        once). Unknown numbers are never remembered.
+        once). Unknown numbers are never remembered. A remembered route is only a hint: storing
+        a message checks in the same statement that the number still routes to the hotel.
         """
         if not fresh and (cached := self._routes.get(phone_number)) is not None:
             return cached
@@ -122,7 +144,7 @@ class PostgresStore:
             row = await conn.fetchrow(
                 "SELECT * FROM hotelchat_route_whatsapp_sender($1)", phone_number
             )
-            return None if row is None else _route(row)
+            return None if row is None else self._route(row)
 
         route = await self.db.platform(work, idempotent=True)
         if route is None:
@@ -131,11 +153,14 @@ class PostgresStore:
             self._routes[phone_number] = route
         return route
 
-    async def route_hotel(self, slug: str) -> int | None:
-        """The id of the hotel with `slug`, or None."""
+    async def route_hotel(self, slug: str, *, for_guests: bool = True) -> int | None:
+        """The id of the hotel with `slug`, or None; None too for a suspended hotel, unless not
+        `for_guests` (staff tools)."""
 
         async def work(conn: Connection) -> int | None:
-            hotel_id: int | None = await conn.fetchval("SELECT hotelchat_route_hotel($1)", slug)
+            hotel_id: int | None = await conn.fetchval(
+                "SELECT hotelchat_route_hotel($1, $2)", slug, for_guests
+            )
             return hotel_id
 
         return await self.db.platform(work, idempotent=True)
@@ -145,11 +170,11 @@ class PostgresStore:
 
         async def work(conn: Connection) -> list[SenderRoute]:
             rows = await conn.fetch(
-                """SELECT hotel_id, id AS sender_id, phone_number, account_sid, auth_token
-                   FROM whatsapp_senders WHERE hotel_id = $1 ORDER BY id""",
+                f"""SELECT {SENDER_COLUMNS} FROM whatsapp_senders
+                    WHERE hotel_id = $1 AND retired_at IS NULL ORDER BY id""",  # noqa: S608
                 hotel_id,
             )
-            return [_route(row) for row in rows]
+            return [self._route(row) for row in rows]
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
@@ -227,14 +252,21 @@ class PostgresStore:
         self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None
     ) -> InboundRecord:
         """Store an inbound WhatsApp message with its guest and conversation, once per
-        MessageSid, in one statement. A replay writes nothing and reports `duplicate=True`."""
+        MessageSid, in one statement. A replay writes nothing and reports `duplicate=True`.
+
+        The statement stores nothing unless the number still routes to the hotel (not retired,
+        the hotel not suspended), so a remembered route never outlives a change: raises
+        `NotFound` then, as for an unknown number, and forgets the route."""
 
         async def work(conn: Connection) -> InboundRecord:
             row = await conn.fetchrow(
                 """
                 WITH guest AS (
                   INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
-                  VALUES ($1, $2, $3, $4, $5)
+                  SELECT $1, $2, $3, $4, $5
+                  WHERE EXISTS (SELECT 1 FROM whatsapp_senders s JOIN hotels h ON h.id = s.hotel_id
+                                WHERE s.id = $6 AND s.hotel_id = $1 AND s.retired_at IS NULL
+                                  AND NOT h.suspended)
                   ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
                     phone_number = EXCLUDED.phone_number,
                     display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
@@ -283,7 +315,17 @@ class PostgresStore:
                 "SELECT id, conversation_id, reply_state FROM messages WHERE provider_sid = $1",
                 inbound.message_sid,
             )
-            if row is None:  # stored by another hotel: SIDs are global, so never in practice
+            if row is None:
+                routable = await conn.fetchval(
+                    """SELECT EXISTS (SELECT 1 FROM whatsapp_senders s
+                                      JOIN hotels h ON h.id = s.hotel_id
+                                      WHERE s.id = $1 AND s.retired_at IS NULL
+                                        AND NOT h.suspended)""",
+                    route.sender_id,
+                )
+                if not routable:
+                    raise _Unroutable
+                # Stored by another hotel: SIDs are global, so never in practice.
                 return InboundRecord(None, None, duplicate=True, awaiting_reply=False)
             return InboundRecord(
                 row["id"],
@@ -295,7 +337,11 @@ class PostgresStore:
         try:
             return await self.db.tenant(route.hotel_id, work, idempotent=True)
         except _DuplicateSid:
-            return await self.db.tenant(route.hotel_id, existing, idempotent=True)
+            try:
+                return await self.db.tenant(route.hotel_id, existing, idempotent=True)
+            except _Unroutable:
+                self._routes.pop(route.phone_number, None)
+                raise NotFound("no hotel uses this WhatsApp number") from None
 
     # --- replies --------------------------------------------------------------------------------
 
@@ -349,7 +395,9 @@ class PostgresStore:
             assert hotel_row is not None, "a tenant's own hotel row is always visible"
             hotel = _hotel(hotel_row)
             skip_reason, handoff = None, None
-            if row["state"] != "ai":
+            if hotel.suspended:
+                skip_reason = "the hotel is suspended"
+            elif row["state"] != "ai":
                 skip_reason = f"conversation is {row['state']}"
             elif row["superseded"]:
                 skip_reason = "a newer guest message will be answered instead"
@@ -549,11 +597,10 @@ class PostgresStore:
             route = None
             if row["sender_id"] is not None:
                 sender = await conn.fetchrow(
-                    """SELECT hotel_id, id AS sender_id, phone_number, account_sid, auth_token
-                       FROM whatsapp_senders WHERE id = $1""",
+                    f"SELECT {SENDER_COLUMNS} FROM whatsapp_senders WHERE id = $1",  # noqa: S608
                     row["sender_id"],
                 )
-                route = None if sender is None else _route(sender)
+                route = None if sender is None else self._route(sender)
             await conn.execute(
                 """UPDATE messages SET status = 'sending', send_attempted_at = now(),
                      attempts = attempts + 1,

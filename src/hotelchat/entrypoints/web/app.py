@@ -59,7 +59,9 @@ def create_app(settings: Settings) -> Quart:
 
     @app.before_serving
     async def open_container() -> None:
-        app.extensions[EXTENSION] = await bootstrap.build(settings, emitter=server)
+        app.extensions[EXTENSION] = await bootstrap.build(
+            settings, emitter=server, require_keys=True
+        )
         await start_server(server)
 
     @app.after_serving

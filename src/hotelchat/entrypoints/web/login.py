@@ -13,7 +13,13 @@ import secrets
 from quart import Blueprint, Response, redirect, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from hotelchat.domain.errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
+from hotelchat.domain.errors import (
+    Forbidden,
+    InvalidInput,
+    PasswordChangeRequired,
+    TooManyRequests,
+    Unauthenticated,
+)
 from hotelchat.entrypoints.web.context import container
 from hotelchat.entrypoints.web.security import (
     LOGIN_CSRF_COOKIE,
@@ -22,10 +28,12 @@ from hotelchat.entrypoints.web.security import (
     checked_session,
     clear_session_cookie,
     client_address,
+    current_session,
     secure_cookies,
     set_session_cookie,
 )
 from hotelchat.services import auth
+from hotelchat.services.ports import AgentSession
 
 blueprint = Blueprint("login", __name__)
 
@@ -57,6 +65,8 @@ async def login_form() -> Response | WerkzeugResponse:
         await auth.session_for(container().deps, request.cookies.get(SESSION_COOKIE))
     except Unauthenticated:
         return await _login_page()
+    except PasswordChangeRequired:
+        return redirect("/account/password")
     return redirect("/dashboard")
 
 
@@ -87,7 +97,7 @@ async def login() -> Response | WerkzeugResponse:
 @blueprint.post("/logout")
 async def logout() -> WerkzeugResponse:
     try:
-        await checked_session()
+        await checked_session(password_change=True)
     except Unauthenticated:
         pass
     except Forbidden:
@@ -97,3 +107,48 @@ async def logout() -> WerkzeugResponse:
     response = redirect("/login", code=303)
     clear_session_cookie(response)
     return response
+
+
+async def _password_page(
+    session: AgentSession, error: str | None = None, status: int = 200
+) -> Response:
+    html = await render_template(
+        "password.html",
+        csrf_token=session.csrf_token,
+        required=session.password_change_required,
+        name=session.display_name,
+        error=error,
+    )
+    return add_page_headers(Response(html, status=status, content_type="text/html"))
+
+
+@blueprint.get("/account/password")
+async def password_form() -> Response | WerkzeugResponse:
+    """Choose a new password: where an agent given a one-time password lands after login."""
+    try:
+        session = await current_session(password_change=True)
+    except Unauthenticated:
+        return redirect("/login")
+    return await _password_page(session)
+
+
+@blueprint.post("/account/password")
+async def change_password() -> Response | WerkzeugResponse:
+    try:
+        session = await checked_session(password_change=True)
+    except Unauthenticated:
+        return redirect("/login")
+    form = await request.form
+    new, again = form.get("new_password", ""), form.get("new_password_again", "")
+    if new != again:
+        return await _password_page(session, "The two new passwords differ.", status=400)
+    try:
+        await auth.change_password(
+            container().deps, session, form.get("current_password", ""), new,
+            client=client_address(),
+        )  # fmt: skip
+    except TooManyRequests as exc:
+        return await _password_page(session, exc.message.capitalize() + ".", status=429)
+    except (Unauthenticated, InvalidInput) as exc:
+        return await _password_page(session, exc.message.capitalize() + ".", status=400)
+    return redirect("/dashboard", code=303)

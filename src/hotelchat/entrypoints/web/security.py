@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from quart import Response, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from hotelchat.domain.errors import Unauthenticated
+from hotelchat.domain.errors import PasswordChangeRequired, Unauthenticated
 from hotelchat.entrypoints.web.context import container
 from hotelchat.services import auth
 from hotelchat.services.ports import AgentSession
@@ -56,9 +56,12 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-async def current_session() -> AgentSession:
-    """The logged-in agent of this request; raises `Unauthenticated`."""
-    return await auth.session_for(container().deps, request.cookies.get(SESSION_COOKIE))
+async def current_session(*, password_change: bool = False) -> AgentSession:
+    """The logged-in agent of this request; raises `Unauthenticated`, or
+    `PasswordChangeRequired` (unless `password_change`) for a one-time password."""
+    return await auth.session_for(
+        container().deps, request.cookies.get(SESSION_COOKIE), password_change=password_change
+    )
 
 
 def session_token() -> str:
@@ -79,15 +82,17 @@ def agent_page(
             await current_session()
         except Unauthenticated:
             return redirect("/login")
+        except PasswordChangeRequired:
+            return redirect("/account/password")
         return await view(*args, **kwargs)
 
     return wrapper
 
 
-async def checked_session() -> AgentSession:
+async def checked_session(*, password_change: bool = False) -> AgentSession:
     """The session, and for a state-changing request its CSRF token checked (header
     `X-CSRF-Token` or form field `csrf_token`); raises `Unauthenticated` or `Forbidden`."""
-    session = await current_session()
+    session = await current_session(password_change=password_change)
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         submitted = request.headers.get(CSRF_HEADER)
         if submitted is None and request.mimetype == "application/x-www-form-urlencoded":

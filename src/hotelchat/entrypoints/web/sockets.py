@@ -34,7 +34,12 @@ from hotelchat.domain.conversation import (
     guest_room,
     hotel_room,
 )
-from hotelchat.domain.errors import HotelChatError, NotFound, Unauthenticated
+from hotelchat.domain.errors import (
+    HotelChatError,
+    NotFound,
+    PasswordChangeRequired,
+    Unauthenticated,
+)
 from hotelchat.domain.model import Channel
 from hotelchat.entrypoints.web.security import SESSION_COOKIE
 from hotelchat.observability import metrics
@@ -101,7 +106,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         deps = self._container().deps
         try:
             session = await auth.session_for(deps, _cookie(environ, SESSION_COOKIE))
-        except Unauthenticated:
+        except (Unauthenticated, PasswordChangeRequired):
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         await self.save_session(
             sid,
@@ -140,7 +145,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             # The session is checked again: a logged-out agent's socket watches nothing more.
             session = await auth.session_for(deps, state["token"])
-        except Unauthenticated:
+        except (Unauthenticated, PasswordChangeRequired):
             await self.disconnect(sid)
             return {"error": "unauthorized"}
         summary = await deps.inbox.conversation(session.hotel_id, conversation_id)
