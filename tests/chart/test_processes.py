@@ -1,11 +1,12 @@
 """The chart's commands and environments, run as real processes: for the production values, the
-migration, the web and the worker get exactly the argv and environment their containers would
-(Secrets from fake values), on the test session's PostgreSQL and Redis, and each does its job:
-the migration exits 0, the web answers /readyz with 200, the worker answers its liveness probe.
+migration, the init containers, the web and the worker get exactly the argv and environment their
+containers would (Secrets from fake values holding the test session's servers), on the test
+session's PostgreSQL and Redis, and each does its job: the migration and every init container's
+`wait-for-schema` exit 0, the web answers /readyz with 200, the worker its liveness probe.
 
 Only bind addresses and ports change for the host (`bind_overrides`), and the pod's /tmp
-(HostLauncher). The operator (`hotelchat operator`) and the init containers'
-`hotelchat wait-for-schema` are extracted and checked, not started: neither command exists yet.
+(HostLauncher). The operator's main container (`hotelchat operator`) is extracted and checked but
+not started: it needs a Kubernetes API (the kmock fixtures of the operator's tests).
 """
 
 from __future__ import annotations
@@ -13,49 +14,28 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import asyncpg
 import pytest
-from cryptography.fernet import Fernet
 
 from tests.chart.launch import Launcher, Running, bind_overrides
 from tests.chart.rendering import CHART, load_values, render
 from tests.chart.workloads import ContainerProcess, Secrets, container_processes, the_process
-from tests.conftest import Backing
+from tests.conftest import ENCRYPTION_KEY, Backing
 from tests.e2e.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
-OPERATOR_ROLE = "hotelchat_chart_operator"
 METRICS_TOKEN = "m" * 32
 
 
-async def operator_dsn(backing: Backing) -> str:
-    """A login role for DATABASE_OPERATOR_URL, beside the session's app role."""
-    embedded_prefix = "postgresql://postgres:@"
-    if not backing.admin_dsn.startswith(embedded_prefix):
-        return backing.admin_dsn  # a server of the developer's: use the owner
-    admin = await asyncpg.connect(backing.admin_dsn)
-    try:
-        await admin.execute(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
-            f"'{OPERATOR_ROLE}') THEN CREATE ROLE {OPERATOR_ROLE} LOGIN; END IF; END $$;"
-        )
-    finally:
-        await admin.close()
-    return backing.admin_dsn.replace(embedded_prefix, f"postgresql://{OPERATOR_ROLE}@", 1)
-
-
-def fake_secrets(backing: Backing, operator_url: str) -> Secrets:
-    """The Secrets ci/production-values.yaml names, holding the test session's servers."""
+def fake_secrets(backing: Backing) -> Secrets:
+    """The Secrets ci/production-values.yaml names, holding the test session's servers and its
+    encryption key (the tokens in its database are encrypted with it)."""
     return {
         "hotelchat-database-app": {"DATABASE_URL": backing.app_dsn},
         "hotelchat-database-admin": {"DATABASE_ADMIN_URL": backing.admin_dsn},
-        "hotelchat-database-operator": {"DATABASE_OPERATOR_URL": operator_url},
+        "hotelchat-database-operator": {"DATABASE_OPERATOR_URL": backing.operator_dsn},
         "hotelchat-redis": {"REDIS_URL": backing.redis_url},
-        "hotelchat-app": {
-            "SECRET_KEY": "k" * 40,
-            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        },
+        "hotelchat-app": {"SECRET_KEY": "k" * 40, "ENCRYPTION_KEYS": ENCRYPTION_KEY},
         "hotelchat-openai": {"OPENAI_API_KEY": "sk-test-" + "o" * 24},
         "hotelchat-metrics": {"METRICS_TOKEN": METRICS_TOKEN},
     }
@@ -90,7 +70,8 @@ def start(launcher: Launcher, process: ContainerProcess) -> tuple[Running, dict[
 
 async def test_rendered_commands_run_and_become_ready(backing: Backing, launcher: Launcher) -> None:
     rendering = render(load_values(CHART / "ci" / "production-values.yaml"))
-    processes = container_processes(rendering, fake_secrets(backing, await operator_dsn(backing)))
+    assert backing.operator_dsn, "the session's PostgreSQL has an operator role"
+    processes = container_processes(rendering, fake_secrets(backing))
 
     # Every workload and init container is there, with the command the image must provide.
     commands = {(p.component, p.init): p.args for p in processes}
@@ -104,13 +85,17 @@ async def test_rendered_commands_run_and_become_ready(backing: Backing, launcher
         ("operator", True): ("wait-for-schema", "--timeout", "600"),
     }
     # The operator's pod has no app-role URL: its init container reads the operator's own.
-    operator_url = the_process(processes, "operator").env["DATABASE_OPERATOR_URL"]
-    assert the_process(processes, "operator", init=True).env["DATABASE_URL"] == operator_url
+    assert the_process(processes, "operator").env["DATABASE_OPERATOR_URL"] == backing.operator_dsn
+    assert the_process(processes, "operator", init=True).env["DATABASE_URL"] == backing.operator_dsn
     assert the_process(processes, "web", init=True).env["DATABASE_URL"] == backing.app_dsn
 
     # The migration Job first, as the init containers wait for it.
     migrate, _ = start(launcher, the_process(processes, "migrations"))
     assert await asyncio.to_thread(migrate.exited, 120) == 0, migrate.output()[-3000:]
+    # Then every pod's init container finds the schema at its revision and lets the pod start.
+    for component in ("web", "worker", "operator"):
+        init, _ = start(launcher, the_process(processes, component, init=True))
+        assert await asyncio.to_thread(init.exited, 60) == 0, init.output()[-3000:]
 
     web_process = the_process(processes, "web")
     assert web_process.env["WEB_WORKERS"] == "2" and "PROMETHEUS_MULTIPROC_DIR" in web_process.env
