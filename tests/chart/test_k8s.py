@@ -6,8 +6,6 @@ rendering; and skaffold.yaml is a valid Skaffold config whose paths exist."""
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import pytest
 import yaml
 
 from hotelchat.services import demo
+from hotelchat.services.knowledge import parse_csv
 from tests.chart.k8s_files import generated
 from tests.chart.rendering import (
     CHART,
@@ -189,11 +188,9 @@ def test_the_demo_hotels_are_the_demo_chain() -> None:
         [agent] = spec["agents"]
         assert agent["email"] == hotel.agent_email
         ref = spec["knowledgeBase"]["configMapRef"]
-        rows = list(
-            csv.DictReader(io.StringIO(config_maps[demo.CHAIN_SLUG, ref["name"]][ref["key"]]))
-        )
-        assert [(r["title"], r["body"]) for r in rows] == list(hotel.knowledge)
-        assert all(r["keywords"] == demo.KEYWORDS.get(r["title"], "") for r in rows)
+        # Read by the application's own parser, as the operator reads it.
+        entries = parse_csv(config_maps[demo.CHAIN_SLUG, ref["name"]][ref["key"]])
+        assert entries == [(t, b, demo.KEYWORDS.get(t, "")) for t, b in hotel.knowledge]
 
 
 # --- skaffold.yaml ------------------------------------------------------------------------------
