@@ -100,11 +100,17 @@ async def wait_reason(
     timeout: float = READY_SECONDS,
 ) -> dict[str, Any]:
     """Wait until the Hotel's `kind` condition is `expected` (`status/reason`); returns it."""
-    await kube.wait_for(
-        lambda: reason_of(kube, kind, name, namespace) == expected,
-        timeout=timeout,
-        what=f"{namespace}/{name} {kind} to be {expected} (it is {reason_of(kube, kind, name, namespace)})",
-    )
+
+    def now() -> str:
+        return reason_of(kube, kind, name, namespace)
+
+    try:
+        await kube.wait_for(lambda: now() == expected, timeout=timeout, what="the condition")
+    except AssertionError:
+        raise AssertionError(
+            f"{namespace}/{name} {kind} is {now()} after {timeout} s, not {expected}: "
+            f"{condition(kube, kind, name, namespace)}"
+        ) from None
     found = condition(kube, kind, name, namespace)
     assert found is not None
     return dict(found)

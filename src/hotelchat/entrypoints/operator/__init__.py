@@ -56,6 +56,11 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         configure(settings)
         log.info("operator.started")
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In a pod its ServiceAccount; elsewhere KUBECONFIG (or ~/.kube/config)."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     register(registry, settings)
     return registry
 

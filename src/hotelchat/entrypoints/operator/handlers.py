@@ -89,12 +89,16 @@ def _write_status(
 def _events(body: kopf.Body, before: Any, outcome: Outcome) -> None:
     """An Event for what was done, and one per condition that turned bad."""
     if outcome.changes:
-        kopf.info(body, reason="Reconciled", message="; ".join(outcome.changes)[:1000])
+        kopf.event(
+            body, type="Normal", reason="Reconciled", message="; ".join(outcome.changes)[:1000]
+        )
     for condition in transitions(before, outcome.conditions):
         if condition.status == "False" and condition.type != READY:
-            kopf.warn(body, reason=condition.reason, message=condition.message[:1000])
+            kopf.event(
+                body, type="Warning", reason=condition.reason, message=condition.message[:1000]
+            )
         elif condition.type == READY and condition.status == "True":
-            kopf.info(body, reason="Ready", message=condition.message)
+            kopf.event(body, type="Normal", reason="Ready", message=condition.message)
 
 
 class HotelHandlers:
@@ -151,7 +155,7 @@ class HotelHandlers:
             self.readiness.set(uid, False)
             if quiet:
                 return "not_ready"
-            kopf.warn(body, reason="InvalidSpec", message=exc.message)
+            kopf.event(body, type="Warning", reason="InvalidSpec", message=exc.message)
             raise kopf.PermanentError(exc.message) from exc
         try:
             outcome = await reconcile(platform, resource)
@@ -189,7 +193,7 @@ class HotelHandlers:
                 done = await release(platform, resource)
             except Unavailable as exc:
                 raise kopf.TemporaryError(exc.message, delay=backoff(retry)) from exc
-            kopf.info(body, reason="Released", message=done[:1000])
+            kopf.event(body, type="Normal", reason="Released", message=done[:1000])
             log.info("operator.released", hotel=resource.name, policy=resource.deletion_policy)
             result = "ready"
         finally:
