@@ -34,6 +34,7 @@ from hotelchat.emulators.server import ServerThread
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.entrypoints.worker import create_worker
 from hotelchat.logs import configure_logging
+from tests.operator.kube import KubeEmulation, run_emulation
 
 # Structured logs go through the standard `logging` module, where `caplog` sees them.
 configure_logging("INFO", "json")
@@ -289,3 +290,12 @@ async def create_agent(
         hotel_slugs=hotels,
         role=role,
     )
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[KubeEmulation]:
+    """A Kubernetes API emulation of its own for the test, on a loopback port."""
+    with run_emulation(tmp_path / "kube") as emulation:
+        yield emulation
+        errors = emulation.internal_errors()
+    assert not errors, f"the Kubernetes emulation failed internally: {errors!r}"

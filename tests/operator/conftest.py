@@ -10,14 +10,12 @@ code under test).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.operator.kube import KubeEmulation, run_emulation
+from tests.operator.kube import KubeEmulation
 
 CHAIN = "sunrise-hotels"
 HOTEL = "lisbon-riverside"
@@ -41,15 +39,6 @@ spec:
   deletionPolicy: Retain
 """
 _SAMPLE: dict[str, Any] = yaml.safe_load(SAMPLE_HOTEL_YAML)
-
-
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[KubeEmulation]:
-    """A Kubernetes API emulation of its own for the test, on a loopback port."""
-    with run_emulation(tmp_path / "kube") as emulation:
-        yield emulation
-        errors = emulation.internal_errors()
-    assert not errors, f"the Kubernetes emulation failed internally: {errors!r}"
 
 
 @pytest.fixture
