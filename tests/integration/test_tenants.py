@@ -417,3 +417,32 @@ async def test_a_knowledge_file_is_synced_entry_by_entry(backing: Backing) -> No
         assert jobs.queued == [hotel, hotel]
     finally:
         await db.close()
+
+
+async def test_a_suspended_hotels_web_chat_is_gone_for_guests_only(
+    operator: Provisioning, container: Container, tenant: Tenant
+) -> None:
+    from hotelchat.services import webchat
+
+    assert await webchat.hotel_id_for(container.deps, tenant.slug) == tenant.hotel_id
+    await operator.update_suspended(tenant.hotel_id, suspended=True)
+    with pytest.raises(NotFound):
+        await webchat.hotel_id_for(container.deps, tenant.slug)
+    staff = await container.store.route_hotel(tenant.slug, for_guests=False)
+    assert staff == tenant.hotel_id
+
+
+async def test_a_token_no_key_opens_is_a_503_never_a_wrong_answer(
+    container: Container, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    from hotelchat.domain.errors import Unavailable
+
+    other_key = base64.urlsafe_b64encode(b"a key that is not configured here").decode()[:43] + "="
+    await admin.execute(
+        "UPDATE whatsapp_senders SET auth_token_ciphertext = $1",
+        TokenCipher([other_key]).encrypt(tenant.auth_token),
+    )
+    with pytest.raises(Unavailable) as caught:
+        await receive(container, tenant, "hello")
+    assert caught.value.code == "credentials_unreadable"
+    assert await admin.fetchval("SELECT count(*) FROM messages") == 0

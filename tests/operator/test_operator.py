@@ -706,3 +706,27 @@ async def test_two_operators_started_by_mistake_do_not_fight(
     )
     assert dict(counts) == {"h": 1, "a": 1, "s": 1, "kb": 2}
     assert len(kube.list_objects(SECRETS, CHAIN, labels=f"hotelchat.io/hotel={HOTEL}")) == 1
+
+
+# --- the shipped examples ---------------------------------------------------------------------
+
+
+async def test_the_demo_chain_in_k8s_examples_applies_and_serves(
+    kube: KubeEmulation, operators: Operators, admin: asyncpg.Connection
+) -> None:
+    from hotelchat.services import demo
+
+    examples = Path(__file__).parents[2] / "k8s" / "examples"
+    operators.start()
+    applied = kube.kubectl("apply", "-k", str(examples))
+    assert applied.returncode == 0, applied.stderr
+    for hotel in demo.HOTELS:
+        await wait_reason(kube, "Ready", READY, name=hotel.slug, namespace=demo.CHAIN_SLUG)
+    rows = await admin.fetch(
+        """SELECT h.slug, s.phone_number, (SELECT count(*) FROM kb_entries e
+                                           WHERE e.hotel_id = h.id) AS entries
+           FROM hotels h JOIN whatsapp_senders s ON s.hotel_id = h.id ORDER BY h.slug"""
+    )
+    assert [(r["slug"], r["phone_number"], r["entries"]) for r in rows] == sorted(
+        (h.slug, h.whatsapp_number, len(h.knowledge)) for h in demo.HOTELS
+    )
