@@ -1,5 +1,6 @@
-"""Fixtures for the operator's tests: a fresh Kubernetes API emulation for every test (kube.py),
-with the Hotel CRD installed, and the chain's namespace and objects the sample Hotel refers to.
+"""Fixtures for the emulation's own tests: the chain's namespace and the objects the sample Hotel
+refers to. The `kube` fixture itself (a fresh Kubernetes API emulation for every test, kube.py,
+with the Hotel CRD installed) is in tests/conftest.py, for the end-to-end tests too.
 
 The emulation is per test, not per session: it starts in a few milliseconds, and a fresh server
 leaves no watch stream, object or reaction of an earlier test behind. A test fails at teardown

@@ -413,6 +413,22 @@ async def test_a_missing_secret_says_so_and_recovers_once_it_exists(
     assert await admin.fetchval("SELECT count(*) FROM whatsapp_senders") == 1
 
 
+async def test_a_secret_of_another_namespace_is_out_of_reach(
+    kube: KubeEmulation, operators: Operators, admin: asyncpg.Connection, tmp_path: Path
+) -> None:
+    arrange_chain(kube)  # lisbon-twilio exists in sunrise-hotels only
+    arrange_chain(kube, "moonlight-hotels", secret=False)
+    operators.start()
+    intruder = sample(slug="moonlight-lisbon", agents=[])
+    intruder["metadata"]["namespace"] = "moonlight-hotels"
+    await apply(kube, tmp_path, intruder)
+    refused = await wait_reason(
+        kube, "SendersRouted", "False/SecretNotFound", namespace="moonlight-hotels"
+    )
+    assert refused["message"] == "Secret moonlight-hotels/lisbon-twilio does not exist"
+    assert await admin.fetchval("SELECT count(*) FROM whatsapp_senders") == 0
+
+
 async def test_a_slug_of_another_namespaces_hotel_is_refused_until_it_is_free(
     kube: KubeEmulation, operators: Operators, admin: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -533,6 +549,15 @@ async def test_malformed_hotels_are_refused_at_admission(
         "role": sample(agents=[{"email": "a@b.c", "name": "A", "role": "owner"}]),
         "budget": sample(assistant={"monthlyBudgetUSD": -1}),
         "unknown": sample(colour="blue"),
+        "long name": sample(displayName="x" * 201),
+        "long description": sample(description="x" * 4001),
+        "too many numbers": sample(
+            whatsapp={
+                "senders": [{**bad_sender, "number": f"+3512100000{n:02}"} for n in range(21)]
+            }
+        ),
+        "too many agents": sample(agents=[{"email": f"a{n}@b.c", "name": "A"} for n in range(501)]),
+        "context": sample(assistant={"contextTokens": 100_001}),
     }
     for case, hotel in cases.items():
         manifest = write_manifest(tmp_path / f"{case}.yaml", hotel)
