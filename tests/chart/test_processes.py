@@ -5,13 +5,15 @@ session's PostgreSQL and Redis, and each does its job: the migration and every i
 `wait-for-schema` exit 0, the web answers /readyz with 200, the worker its liveness probe.
 
 Only bind addresses and ports change for the host (`bind_overrides`), and the pod's /tmp
-(HostLauncher). The operator's main container (`hotelchat operator`) is extracted and checked but
-not started: it needs a Kubernetes API (the kmock fixtures of the operator's tests).
+(HostLauncher). The operator, which in its pod reaches the API server through its ServiceAccount,
+is given the Kubernetes API emulation of the operator's tests through KUBECONFIG instead (kopf
+and lightkube fall back to it when there is no in-cluster account), and reconciles a Hotel.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,8 +23,10 @@ from tests.chart.rendering import CHART, load_values, render
 from tests.chart.workloads import ContainerProcess, Secrets, container_processes, the_process
 from tests.conftest import ENCRYPTION_KEY, Backing
 from tests.e2e.processes import wait_until
+from tests.operator.kube import KubeEmulation
+from tests.operator.operator_run import arrange_chain, sample, wait_reason, write_manifest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_database")]
 
 METRICS_TOKEN = "m" * 32
 
@@ -68,7 +72,9 @@ def start(launcher: Launcher, process: ContainerProcess) -> tuple[Running, dict[
     return launcher(process.component, list(process.argv), run.env), run.ports
 
 
-async def test_rendered_commands_run_and_become_ready(backing: Backing, launcher: Launcher) -> None:
+async def test_rendered_commands_run_and_become_ready(
+    backing: Backing, launcher: Launcher, kube: KubeEmulation, tmp_path: Path
+) -> None:
     rendering = render(load_values(CHART / "ci" / "production-values.yaml"))
     assert backing.operator_dsn, "the session's PostgreSQL has an operator role"
     processes = container_processes(rendering, fake_secrets(backing))
@@ -113,3 +119,17 @@ async def test_rendered_commands_run_and_become_ready(backing: Backing, launcher
     worker_url = f"http://127.0.0.1:{worker_ports['WORKER_METRICS_PORT']}"
     await wait_for(worker, worker_url + "/healthz", timeout=120)
     assert await status(worker_url + "/metrics") == 200
+
+    operator_process = the_process(processes, "operator")
+    run = bind_overrides(operator_process)
+    operator = launcher(
+        "operator", list(operator_process.argv), {**run.env, "KUBECONFIG": str(kube.kubeconfig)}
+    )
+    operator_url = f"http://127.0.0.1:{run.ports['OPERATOR_HEALTH_PORT']}"
+    await wait_for(operator, operator_url + "/healthz", timeout=120)
+    metrics_url = f"http://127.0.0.1:{run.ports['OPERATOR_METRICS_PORT']}/metrics"
+    assert await status(metrics_url) == 200
+    arrange_chain(kube)
+    applied = kube.kubectl("apply", "-f", str(write_manifest(tmp_path / "hotel.yaml", sample())))
+    assert applied.returncode == 0, applied.stderr
+    await wait_reason(kube, "Ready", "True/Reconciled", timeout=30)

@@ -525,6 +525,7 @@ async def test_an_agent_of_another_chain_and_an_unknown_time_zone(
     await apply(kube, tmp_path, sample(timezone="Europe/Atlantis"))
     invalid = await wait_reason(kube, "Ready", "False/InvalidSpec")
     assert "'Europe/Atlantis' is not an IANA time zone" in invalid["message"]
+    assert reason_of(kube, "Provisioned") == "Unknown/NotReconciled"
     assert "not an IANA time zone" in await warned(kube, "InvalidSpec")
     await apply(kube, tmp_path, sample(agents=[{"email": "rui@example.com", "name": "Rui"}]))
     await wait_reason(kube, "Ready", READY)

@@ -28,6 +28,7 @@ from hotelchat.domain.errors import InvalidInput, Unavailable
 from hotelchat.entrypoints.operator.reconcile import reconcile, release
 from hotelchat.entrypoints.operator.resource import (
     GROUP,
+    PARTS,
     PLURAL,
     READY,
     VERSION,
@@ -150,8 +151,12 @@ class HotelHandlers:
         try:
             resource = read_hotel(body)
         except InvalidInput as exc:
+            waiting = [
+                Condition(part, "Unknown", "NotReconciled", "waiting for a valid spec")
+                for part in PARTS
+            ]
             condition = Condition(READY, "False", "InvalidSpec", exc.message)
-            _write_status(patch, _placeholder(body), [condition], {})
+            _write_status(patch, _placeholder(body), [*waiting, condition], {})
             self.readiness.set(uid, False)
             if quiet:
                 return "not_ready"
