@@ -2,7 +2,9 @@
 migration, the init containers, the web and the worker get exactly the argv and environment their
 containers would (Secrets from fake values holding the test session's servers), on the test
 session's PostgreSQL and Redis, and each does its job: the migration and every init container's
-`wait-for-schema` exit 0, the web answers /readyz with 200, the worker its liveness probe.
+`wait-for-schema` exit 0, the web answers /readyz with 200, the worker its liveness probe, and
+a guest's signed WhatsApp webhook to the web is answered by the worker (through the Twilio and
+OpenAI emulators, which the chart's own `config` points the processes at).
 
 Only bind addresses and ports change for the host (`bind_overrides`), and the pod's /tmp
 (HostLauncher). The operator, which in its pod reaches the API server through its ServiceAccount,
@@ -16,13 +18,17 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
+from hotelchat.emulators.openai_api import OpenAIEmulator
+from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.chart.launch import Launcher, Running, bind_overrides
-from tests.chart.rendering import CHART, load_values, render
+from tests.chart.rendering import CHART, load_values, merged, render
 from tests.chart.workloads import ContainerProcess, Secrets, container_processes, the_process
-from tests.conftest import ENCRYPTION_KEY, Backing
+from tests.conftest import ENCRYPTION_KEY, Backing, create_tenant
 from tests.e2e.processes import wait_until
+from tests.helpers import GUEST, post_webhook
 from tests.operator.kube import KubeEmulation
 from tests.operator.operator_run import arrange_chain, sample, wait_reason, write_manifest
 
@@ -72,10 +78,24 @@ def start(launcher: Launcher, process: ContainerProcess) -> tuple[Running, dict[
     return launcher(process.component, list(process.argv), run.env), run.ports
 
 
-async def test_rendered_commands_run_and_become_ready(
-    backing: Backing, launcher: Launcher, kube: KubeEmulation, tmp_path: Path
+async def test_rendered_commands_run_and_answer_a_guest(
+    backing: Backing,
+    launcher: Launcher,
+    kube: KubeEmulation,
+    tmp_path: Path,
+    admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
 ) -> None:
-    rendering = render(load_values(CHART / "ci" / "production-values.yaml"))
+    # The production values, pointed at the loopback emulators through the chart's own `config`.
+    emulators = {
+        "config": {
+            "TWILIO_API_BASE_URL": twilio_emulator.url,
+            "OPENAI_BASE_URL": openai_emulator.url + "/v1",
+        }
+    }
+    values = merged(load_values(CHART / "ci" / "production-values.yaml"), emulators)
+    rendering = render(values)
     assert backing.operator_dsn, "the session's PostgreSQL has an operator role"
     processes = container_processes(rendering, fake_secrets(backing))
 
@@ -119,6 +139,14 @@ async def test_rendered_commands_run_and_become_ready(
     worker_url = f"http://127.0.0.1:{worker_ports['WORKER_METRICS_PORT']}"
     await wait_for(worker, worker_url + "/healthz", timeout=120)
     assert await status(worker_url + "/metrics") == 200
+
+    # A guest's WhatsApp message, signed for the public URL as Twilio signs it, answered.
+    tenant = await create_tenant(admin)
+    await post_webhook(web_url, tenant, "Is there parking?", signed_for=values["publicBaseUrl"])
+    await wait_until(twilio_emulator.sent, 60, "the reply at Twilio")
+    (sent,) = twilio_emulator.sent()
+    assert sent.to == f"whatsapp:{GUEST}"
+    assert "EUR 18" in sent.body
 
     operator_process = the_process(processes, "operator")
     run = bind_overrides(operator_process)
