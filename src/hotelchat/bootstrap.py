@@ -140,6 +140,21 @@ class _NoSecretKey:
         raise ConfigError("SECRET_KEY is not set")
 
 
+async def open_database(settings: Settings, dsn: str) -> Database:
+    """A pool on `dsn` with the sizes and timeouts `settings` give; raises `Unavailable`."""
+    pool = await create_pool(
+        PoolConfig(
+            dsn=dsn,
+            min_size=settings.database_pool_min_size,
+            max_size=settings.database_pool_max_size,
+            acquire_timeout=settings.database_acquire_timeout_seconds,
+            command_timeout=settings.database_command_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
+        )
+    )
+    return Database(pool, acquire_timeout=settings.database_acquire_timeout_seconds)
+
+
 async def build(
     settings: Settings,
     *,
@@ -154,17 +169,8 @@ async def build(
     Raises `ConfigError` for missing URLs or keys, `Unavailable` when PostgreSQL is unreachable
     and `SchemaError` when the database role or schema is wrong (see `verify_app_role`)."""
     cipher = require_token_cipher(settings) if require_keys else token_cipher(settings)
-    pool = await create_pool(
-        PoolConfig(
-            dsn=settings.require_database_url(),
-            min_size=settings.database_pool_min_size,
-            max_size=settings.database_pool_max_size,
-            acquire_timeout=settings.database_acquire_timeout_seconds,
-            command_timeout=settings.database_command_timeout_seconds,
-            connect_timeout=settings.database_connect_timeout_seconds,
-        )
-    )
-    db = Database(pool, acquire_timeout=settings.database_acquire_timeout_seconds)
+    db = await open_database(settings, settings.require_database_url())
+    pool = db.pool
     try:
         if verify_schema:
             async with pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
@@ -302,19 +308,9 @@ async def build_operator(
         raise ConfigError("DATABASE_OPERATOR_URL is not set")
     cipher = require_token_cipher(settings)
     redis_url = settings.require_redis_url()
-    pool = await create_pool(
-        PoolConfig(
-            dsn=settings.database_operator_url.get_secret_value(),
-            min_size=settings.database_pool_min_size,
-            max_size=settings.database_pool_max_size,
-            acquire_timeout=settings.database_acquire_timeout_seconds,
-            command_timeout=settings.database_command_timeout_seconds,
-            connect_timeout=settings.database_connect_timeout_seconds,
-        )
-    )
-    db = Database(pool, acquire_timeout=settings.database_acquire_timeout_seconds)
+    db = await open_database(settings, settings.database_operator_url.get_secret_value())
     try:
-        async with pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
+        async with db.pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
             await verify_operator_role(conn)
         cluster = cluster or KubernetesCluster.from_environment()
     except BaseException:

@@ -42,6 +42,34 @@ def _translate(exc: asyncpg.PostgresError) -> Exception:
     return exc
 
 
+_UPSERT = """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
+              SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
+              ON CONFLICT (hotel_id, lower(title)) DO UPDATE SET
+                title = CASE WHEN $5 THEN EXCLUDED.title ELSE kb_entries.title END,
+                body = EXCLUDED.body, keywords = EXCLUDED.keywords, updated_at = now()
+              WHERE NOT $5 OR (kb_entries.title, kb_entries.body, kb_entries.keywords)
+                              IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.body, EXCLUDED.keywords)
+              RETURNING (xmax = 0)"""
+
+
+async def _upsert(
+    conn: Connection, hotel_id: int, entries: list[tuple[str, str, str]], *, only_changed: bool
+) -> tuple[int, int]:
+    """Insert or update entries by title; with `only_changed`, an entry equal to the stored one
+    (its title's case included) is not touched. Returns (added, updated)."""
+    added = updated = 0
+    for title, body, keywords in entries:
+        try:
+            inserted = await conn.fetchval(_UPSERT, hotel_id, title, body, keywords, only_changed)
+        except asyncpg.PostgresError as exc:
+            raise _translate(exc) from exc
+        if inserted is True:
+            added += 1
+        elif inserted is False:
+            updated += 1
+    return added, updated
+
+
 class PostgresKnowledge:
     """Knowledge-base entries of one hotel at a time (tenant transactions)."""
 
@@ -130,29 +158,9 @@ class PostgresKnowledge:
         matter); one transaction, one version bump. Returns (added, updated)."""
 
         async def work(conn: Connection) -> tuple[int, int]:
-            added = updated = 0
-            for title, body, keywords in entries:
-                try:
-                    inserted = await conn.fetchval(
-                        """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
-                           SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
-                           ON CONFLICT (hotel_id, lower(title)) DO UPDATE SET
-                             body = EXCLUDED.body, keywords = EXCLUDED.keywords,
-                             updated_at = now()
-                           RETURNING (xmax = 0)""",
-                        hotel_id,
-                        title,
-                        body,
-                        keywords,
-                    )
-                except asyncpg.PostgresError as exc:
-                    raise _translate(exc) from exc
-                if inserted:
-                    added += 1
-                else:
-                    updated += 1
+            counts = await _upsert(conn, hotel_id, entries, only_changed=False)
             await _bump(conn, hotel_id)
-            return added, updated
+            return counts
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
@@ -164,30 +172,7 @@ class PostgresKnowledge:
         version is bumped only when something changed. Returns (added, updated, removed)."""
 
         async def work(conn: Connection) -> tuple[int, int, int]:
-            added = updated = 0
-            for title, body, keywords in entries:
-                try:
-                    inserted = await conn.fetchval(
-                        """INSERT INTO kb_entries (hotel_id, title, body, keywords, search_config)
-                           SELECT $1, $2, $3, $4, search_config FROM hotels WHERE id = $1
-                           ON CONFLICT (hotel_id, lower(title)) DO UPDATE SET
-                             title = EXCLUDED.title, body = EXCLUDED.body,
-                             keywords = EXCLUDED.keywords, updated_at = now()
-                           WHERE (kb_entries.title, kb_entries.body, kb_entries.keywords)
-                                 IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.body,
-                                                   EXCLUDED.keywords)
-                           RETURNING (xmax = 0)""",
-                        hotel_id,
-                        title,
-                        body,
-                        keywords,
-                    )
-                except asyncpg.PostgresError as exc:
-                    raise _translate(exc) from exc
-                if inserted is True:
-                    added += 1
-                elif inserted is False:
-                    updated += 1
+            added, updated = await _upsert(conn, hotel_id, entries, only_changed=True)
             done = await conn.execute(
                 """DELETE FROM kb_entries
                    WHERE hotel_id = $1 AND NOT (lower(title) = ANY($2))""",
