@@ -13,7 +13,15 @@ https://prometheus.github.io/client_python/multiprocess/
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import Counter, Gauge, Histogram
+
+# prometheus_client opens its files in PROMETHEUS_MULTIPROC_DIR at the first metric below and fails
+# if the folder is missing: a pod names one inside the empty volume it mounts at /tmp.
+if _multiprocess_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(_multiprocess_dir).mkdir(parents=True, exist_ok=True)
 
 # Latency buckets in seconds: webhooks and API calls are milliseconds, model calls are seconds.
 FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
