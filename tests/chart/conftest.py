@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.launch import HostLauncher, Launcher, Running
+from tests.chart.launch import ImageLauncher, Launcher, Running
+from tests.image.conftest import buildah, config, image
+from tests.image.runner import Buildah, ImageConfig
+
+__all__ = ["buildah", "config", "image"]  # the image's fixtures, for the process test
 
 
 @pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    """Starts a rendered container's argv and environment: on this machine, from .venv. The
-    image's runner (tests/image/runner.py) is meant to replace it here. Every process is stopped
-    after the test, and its output shown."""
-    host = HostLauncher(tmp_path)
+def launcher(
+    image: str, buildah: Buildah, config: ImageConfig, tmp_path: Path
+) -> Iterator[Launcher]:
+    """Starts a rendered container's argv and environment from the built image (built first by
+    scripts/image). Every process is stopped after the test, and its output shown."""
+    host = ImageLauncher(buildah, config, tmp_path, image)
     started: list[Running] = []
 
     def launch(name: str, argv: Sequence[str], env: Mapping[str, str]) -> Running:

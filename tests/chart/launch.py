@@ -1,20 +1,17 @@
 """Starting a rendered container as a real process, through a pluggable launcher.
 
 A launcher takes a name, an argv (the image's ENTRYPOINT and the container's args) and an
-environment, and returns the running process. `HostLauncher` runs `.venv/bin/hotelchat …` on this
-machine; a launcher that runs the same argv and environment inside the built image
-(tests/image/runner.py) can take its place without changing the tests.
+environment, and returns the running process. `ImageLauncher` runs them from the built image
+(tests/image/runner.py), as the chart's pods would.
 
-Only what a pod's own network namespace and volumes make different is changed: the addresses a
-pod binds (0.0.0.0 and fixed ports, which on a shared host must be loopback and free ones) by
-`bind_overrides`, for any launcher that shares the host's network; and, by `HostLauncher` alone,
-the pod's emptyDir paths (/tmp, /tmp/prometheus), which on the host become scratch folders.
+Only what a pod's own network namespace makes different is changed: the addresses a pod binds
+(0.0.0.0 and fixed ports, which on the shared host network must be loopback and free ones), by
+`bind_overrides`.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +19,22 @@ from typing import Protocol
 
 from hotelchat.adapters.embedded import free_port
 from tests.chart.workloads import ENTRYPOINT, ContainerProcess
-from tests.e2e.processes import Process
+from tests.image.runner import (
+    IMAGE,
+    Buildah,
+    ImageConfig,
+    ImageProcess,
+    Volume,
+    postgres_for_image,
+    start,
+)
 
 
 class Running(Protocol):
     """A started process."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def exited(self, timeout: float) -> int | None:
         """Its exit status, waiting up to `timeout` seconds; None if it still runs."""
@@ -45,49 +51,68 @@ class Launcher(Protocol):
         """Start `argv` with exactly the environment `env`."""
 
 
-class HostProcess(Process):
-    """A process of this machine (tests/e2e/processes.Process) that can also be waited on."""
+@dataclass
+class ImageRunning:
+    """A process started from the image, as the chart's tests wait on it."""
+
+    process: ImageProcess
+
+    @property
+    def name(self) -> str:
+        return self.process.name
 
     def exited(self, timeout: float) -> int | None:
         try:
-            return self.popen.wait(timeout)
+            status = self.process.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self.process.remove()
+        return status
+
+    def stop(self, timeout: float = 20.0) -> int:
+        return self.process.stop(timeout)
+
+    def output(self) -> str:
+        return self.process.output()
+
+
+KUBECONFIG_IN_IMAGE = "/kube/config"
 
 
 @dataclass
-class HostLauncher:
-    """Runs the image's commands from this checkout's virtualenv; logs and the stand-ins for the
-    pod's /tmp go to `scratch`."""
+class ImageLauncher:
+    """Runs a rendered container's argv and environment from the built image, as its pod would
+    (tests/image/runner.py: the image's user, read-only root, an empty /tmp, the host's
+    network). What differs from a pod is only how the test's servers are reached: a
+    unix-socket PostgreSQL URL is pointed at the socket mounted into the container, and a
+    KUBECONFIG file (the operator's stand-in for its ServiceAccount) is mounted read-only."""
 
-    scratch: Path
+    buildah: Buildah
+    config: ImageConfig
+    logs: Path
+    image: str = IMAGE
 
-    def __call__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> HostProcess:
-        executable = Path(sys.executable).parent / "hotelchat"
+    def __call__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> ImageRunning:
         if tuple(argv[: len(ENTRYPOINT)]) != ENTRYPOINT:
             raise ValueError(f"not a command of the image: {argv}")
-        log = self.scratch / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [str(executable), *argv[len(ENTRYPOINT) :]],
-                env=self.volumes(name, env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return HostProcess(name, popen, log)
-
-    def volumes(self, name: str, env: Mapping[str, str]) -> dict[str, str]:
-        """`env` with the pod's /tmp (an emptyDir) moved to a folder of `scratch`."""
-        moved = dict(env)
-        tmp = self.scratch / f"{name}-tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        for variable in ("HOME", "PROMETHEUS_MULTIPROC_DIR"):
-            path = Path(moved.get(variable, "/nowhere"))
-            if path == Path("/tmp") or Path("/tmp") in path.parents:
-                moved[variable] = str(tmp / path.relative_to("/tmp"))
-                Path(moved[variable]).mkdir(parents=True, exist_ok=True)
-        return moved
+        moved, volumes = dict(env), []
+        for key, value in env.items():
+            if value.startswith(("postgres://", "postgresql://")):
+                moved[key], extra = postgres_for_image(value)
+                volumes += [volume for volume in extra if volume not in volumes]
+        if "KUBECONFIG" in env:
+            volumes.append(Volume(Path(env["KUBECONFIG"]), KUBECONFIG_IN_IMAGE))
+            moved["KUBECONFIG"] = KUBECONFIG_IN_IMAGE
+        process = start(
+            self.buildah,
+            self.config.argv(args=list(argv[len(ENTRYPOINT) :])),
+            moved,
+            name=name,
+            log_dir=self.logs,
+            image=self.image,
+            volumes=volumes,
+        )
+        return ImageRunning(process)
 
 
 # Variables that name an address or port a pod binds, and what each becomes on a shared host.

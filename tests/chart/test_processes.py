@@ -6,10 +6,11 @@ session's PostgreSQL and Redis, and each does its job: the migration and every i
 a guest's signed WhatsApp webhook to the web is answered by the worker (through the Twilio and
 OpenAI emulators, which the chart's own `config` points the processes at).
 
-Only bind addresses and ports change for the host (`bind_overrides`), and the pod's /tmp
-(HostLauncher). The operator, which in its pod reaches the API server through its ServiceAccount,
-is given the Kubernetes API emulation of the operator's tests through KUBECONFIG instead (kopf
-and lightkube fall back to it when there is no in-cluster account), and reconciles a Hotel.
+Every process runs from the built image (tests/chart/launch.py, ImageLauncher); only bind
+addresses and ports change for the shared host network (`bind_overrides`). The operator, which
+in its pod reaches the API server through its ServiceAccount, is given the Kubernetes API
+emulation of the operator's tests through KUBECONFIG instead (kopf and lightkube fall back to it
+when there is no in-cluster account), and reconciles a Hotel.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from tests.chart.workloads import ContainerProcess, Secrets, container_processes
 from tests.conftest import ENCRYPTION_KEY, Backing, create_tenant
 from tests.e2e.processes import wait_until
 from tests.helpers import GUEST, post_webhook
+from tests.image.conftest import image_timeout
 from tests.operator.kube import KubeEmulation
 from tests.operator.operator_run import arrange_chain, sample, wait_reason, write_manifest
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_database")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_database"), image_timeout(300)]
 
 METRICS_TOKEN = "m" * 32
 
