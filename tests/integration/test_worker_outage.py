@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +23,7 @@ from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.entrypoints.worker import run_worker
-from tests.conftest import Tenant
+from tests.conftest import ENCRYPTION_KEY, Backing, Tenant
 from tests.helpers import receive
 
 Build = Callable[..., Awaitable[Container]]
@@ -88,3 +92,36 @@ async def test_the_worker_rides_out_a_redis_restart(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(worker, 40)
         redis.stop()
+
+
+def test_a_worker_waiting_out_an_outage_stops_on_sigterm(backing: Backing) -> None:
+    """In a pod being stopped while Redis is away, the worker exits at once, not at its SIGKILL."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": backing.app_dsn,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        "ENCRYPTION_KEYS": ENCRYPTION_KEY,
+        "WORKER_METRICS_PORT": "0",
+        "LOG_FORMAT": "json",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hotelchat", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        seen = b""
+        assert worker.stdout is not None
+        while b"worker.redis_unavailable" not in seen:
+            assert time.monotonic() < deadline, seen[-2000:]
+            seen += worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        if worker.stdout is not None:
+            worker.stdout.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -75,15 +76,32 @@ class Liveness:
 
 
 class HotelChatWorker(Worker):
-    """arq's worker, telling `liveness` each time its loop goes round."""
+    """arq's worker, telling `liveness` each time its loop goes round, and `stopping` when it
+    gets SIGINT or SIGTERM (so `run_worker` does not start its loop again after an outage)."""
 
-    def __init__(self, *args: Any, liveness: Liveness | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        liveness: Liveness | None = None,
+        stopping: asyncio.Event | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Set before arq's __init__, which installs the signal handlers below.
         self.liveness = liveness or Liveness()
+        self.stopping = stopping or asyncio.Event()
+        super().__init__(*args, **kwargs)
 
     async def heart_beat(self) -> None:
         self.liveness.beat()
         await super().heart_beat()
+
+    def handle_sig(self, signum: Any) -> None:
+        self.stopping.set()
+        super().handle_sig(signum)
+
+    def handle_sig_wait_for_completion(self, signum: Any) -> None:
+        self.stopping.set()
+        super().handle_sig_wait_for_completion(signum)
 
 
 async def _retrying(work: Awaitable[T]) -> T:
@@ -203,7 +221,12 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 
 def create_worker(
-    settings: Settings, redis: ArqRedis, *, burst: bool = False, liveness: Liveness | None = None
+    settings: Settings,
+    redis: ArqRedis,
+    *,
+    burst: bool = False,
+    liveness: Liveness | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> HotelChatWorker:
     """An arq `Worker` for HotelChat's jobs on `redis`, beating `liveness`. With `burst`, it
     stops once the queue is empty (tests)."""
@@ -229,6 +252,7 @@ def create_worker(
         handle_signals=not burst,
         job_completion_wait=SHUTDOWN_GRACE_SECONDS,
         liveness=liveness,
+        stopping=stopping,
     )
 
 
@@ -258,9 +282,10 @@ async def run_worker(settings: Settings) -> None:
 async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
     outage_began: float | None = None
     backoff = REDIS_RESTART_BACKOFF_SECONDS[0]
+    stopping = asyncio.Event()
     while True:
         redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
-        worker = create_worker(settings, redis, liveness=liveness)
+        worker = create_worker(settings, redis, liveness=liveness, stopping=stopping)
         started = time.monotonic()
         try:
             await worker.async_run()
@@ -289,5 +314,25 @@ async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
             # close the container, drop the sockets. Neither needs the server.
             await _shutdown(worker.ctx)
             await redis.connection_pool.disconnect()
-        await asyncio.sleep(backoff)
+        if stopping.is_set() or await _stopped_within(backoff, stopping):
+            log.info("worker.stopped_during_outage")
+            return
         backoff = min(backoff * 2, REDIS_RESTART_BACKOFF_SECONDS[1])
+
+
+async def _stopped_within(seconds: float, stop: asyncio.Event) -> bool:
+    """Wait `seconds`, or less if SIGINT or SIGTERM comes (arq's own handlers are gone with its
+    loop, so without these a pod stopped during an outage would wait for its SIGKILL)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return True
