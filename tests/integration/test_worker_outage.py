@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
@@ -53,6 +54,7 @@ async def test_the_worker_rides_out_a_redis_restart(
     twilio_emulator: TwilioEmulator,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
+    admin: asyncpg.Connection,
 ) -> None:
     redis = start_redis(tmp_path / "redis")
     port = free_port()
@@ -70,6 +72,11 @@ async def test_the_worker_rides_out_a_redis_restart(
         first = await receive(web, tenant, "Is there parking?")
         assert first
         await wait_for(lambda: len(twilio_emulator.sent()) == 1, 30, "the first reply")
+        # The outage comes between jobs: the knowledge base's embedding job is done too.
+        deadline = time.monotonic() + 30
+        while await admin.fetchval("SELECT count(*) FROM kb_entries WHERE embedded_at IS NULL"):
+            assert time.monotonic() < deadline, "the embedding job did not finish"
+            await asyncio.sleep(0.2)
         assert await probe(port, "/healthz") == (200, "ok\n")
         status, exposition = await probe(port, "/metrics")
         assert status == 200
