@@ -56,10 +56,7 @@ class TokenCipher:
         try:
             return self._all.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
-            raise Unavailable(
-                "a stored credential cannot be decrypted with ENCRYPTION_KEYS",
-                code="credentials_unreadable",
-            ) from None
+            raise _unreadable() from None
 
     def is_current(self, ciphertext: str) -> bool:
         """Whether `ciphertext` was made with the newest key."""
@@ -75,10 +72,14 @@ class TokenCipher:
         try:
             return self._all.rotate(ciphertext.encode()).decode()
         except InvalidToken:
-            raise Unavailable(
-                "a stored credential cannot be decrypted with ENCRYPTION_KEYS",
-                code="credentials_unreadable",
-            ) from None
+            raise _unreadable() from None
+
+
+def _unreadable() -> Unavailable:
+    return Unavailable(
+        "a stored credential cannot be decrypted with ENCRYPTION_KEYS",
+        code="credentials_unreadable",
+    )
 
 
 def generate_key() -> str:

@@ -18,6 +18,7 @@ import click
 from pydantic import ValidationError
 
 from hotelchat.adapters.credentials import TokenCipher
+from hotelchat.adapters.postgres.database import SchemaError
 from hotelchat.adapters.postgres.provisioning import Provisioning, open_provisioning
 from hotelchat.config import ConfigError, Settings
 from hotelchat.domain.errors import HotelChatError
@@ -46,6 +47,9 @@ def run(work: Awaitable[T]) -> T:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+    except SchemaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     except HotelChatError as exc:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(1) from None
@@ -149,7 +153,6 @@ def operator() -> None:
     """Run the Kubernetes operator: one `Hotel` resource (hotelchat.io/v1alpha1) per tenant,
     reconciled into the database (as DATABASE_OPERATOR_URL), cluster-wide, in-cluster or
     through KUBECONFIG."""
-    from hotelchat.adapters.postgres.migrate import SchemaError
     from hotelchat.entrypoints.operator import run_operator
 
     settings = load_settings()
@@ -158,11 +161,7 @@ def operator() -> None:
     if settings.database_operator_url is None:
         click.echo("error: DATABASE_OPERATOR_URL is not set", err=True)
         raise SystemExit(2)
-    try:
-        run(run_operator(settings))
-    except SchemaError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    run(run_operator(settings))
 
 
 @main.command()
@@ -170,7 +169,6 @@ def migrate() -> None:
     """Apply database migrations as DATABASE_ADMIN_URL, let DATABASE_URL's and
     DATABASE_OPERATOR_URL's roles in, and (with ENCRYPTION_KEYS) encrypt Twilio auth tokens
     still in plain text or under an older key."""
-    from hotelchat.adapters.postgres.migrate import SchemaError
     from hotelchat.adapters.postgres.migrate import migrate as do_migrate
 
     settings = load_settings()
@@ -178,11 +176,7 @@ def migrate() -> None:
     app = settings.database_url.get_secret_value() if settings.database_url else None
     operator_url = settings.database_operator_url
     operator = operator_url.get_secret_value() if operator_url else None
-    try:
-        revision = run(do_migrate(admin_dsn(settings), app, operator, cipher(settings)))
-    except SchemaError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    revision = run(do_migrate(admin_dsn(settings), app, operator, cipher(settings)))
     click.echo(f"database at revision {revision}")
 
 
@@ -197,19 +191,16 @@ def migrate() -> None:
 def wait_for_schema(timeout: float) -> None:
     """Wait until the database (as DATABASE_URL) is at this code's migration: the init container
     of every pod, so none starts before `hotelchat migrate` has run."""
-    from hotelchat.adapters.postgres.migrate import SchemaError
     from hotelchat.adapters.postgres.migrate import wait_for_schema as wait
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     try:
-        revision = run(wait(settings.require_database_url(), timeout=timeout))
+        dsn = settings.require_database_url()
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
-    except SchemaError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    revision = run(wait(dsn, timeout=timeout))
     click.echo(f"database at revision {revision}")
 
 

@@ -26,7 +26,7 @@ from hotelchat.domain.tenants import (
     check_hotel,
     check_sender,
 )
-from hotelchat.services.ports import StoredMembership, TenantHotel, TenantStore
+from hotelchat.services.ports import StoredMembership, StoredSender, TenantHotel, TenantStore
 
 log = structlog.get_logger(__name__)
 
@@ -138,12 +138,7 @@ async def release_hotel(store: TenantStore, hotel_id: int) -> int:
     at once (retired, so another hotel may route them) and it is suspended; every row is kept.
     The hotel no longer has an owner, so applying a resource for it again adopts it. Returns the
     number of senders retired."""
-    record_senders = await store.senders(hotel_id)
-    retired = 0
-    for sender in record_senders:
-        if not sender.retired:
-            await store.retire_sender(hotel_id, sender.id)
-            retired += 1
+    retired = len((await apply_senders(store, hotel_id, [])).retired)
     await store.set_owner(hotel_id, None)
     await store.update_suspended(hotel_id, suspended=True)
     log.info("tenants.hotel_released", hotel_id=hotel_id, senders_retired=retired)
@@ -173,14 +168,21 @@ async def route_number(store: TenantStore, hotel_id: int, sender: SenderSpec) ->
     """Route `sender.number` to the hotel with its Twilio account and token, unless already so
     (a token stored under an older key is re-encrypted with the newest). Returns whether
     anything was written. Raises `InvalidInput`, `Conflict` (code `number_taken`)."""
+    return await _route(store, hotel_id, sender, await store.senders(hotel_id))
+
+
+async def _route(
+    store: TenantStore, hotel_id: int, sender: SenderSpec, stored: Sequence[StoredSender]
+) -> bool:
+    """`route_number`, given the hotel's numbers as stored."""
     check_sender(sender)
-    for stored in await store.senders(hotel_id):
+    for found in stored:
         if (
-            stored.number == sender.number
-            and not stored.retired
-            and stored.account_sid == sender.account_sid
-            and stored.auth_token == sender.auth_token
-            and stored.token_current
+            found.number == sender.number
+            and not found.retired
+            and found.account_sid == sender.account_sid
+            and found.auth_token == sender.auth_token
+            and found.token_current
         ):
             return False
     await store.save_sender(hotel_id, sender)
@@ -199,15 +201,16 @@ async def apply_senders(
     hotel's other numbers. Numbers in `unreadable` (their token could not be read) are left as
     they are. A number another hotel routes is reported in `problems`, the others applied."""
     result = SendersApplied()
+    before = await store.senders(hotel_id)  # read (and decrypted) once for every number
     for sender in wanted:
         try:
-            if await route_number(store, hotel_id, sender):
+            if await _route(store, hotel_id, sender, before):
                 result.changed.append(sender.number)
             result.routed.append(sender.number)
         except (InvalidInput, Conflict) as exc:
             result.problems[sender.number] = exc
     keep = {s.number for s in wanted} | set(unreadable)
-    for stored in await store.senders(hotel_id):
+    for stored in before:
         if not stored.retired and stored.number not in keep:
             await store.retire_sender(hotel_id, stored.id)
             result.retired.append(stored.number)

@@ -54,6 +54,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+class SchemaError(Exception):
+    """The database is not fit for the application: wrong role, or not migrated (raised by
+    `migrate`'s checks; defined here, where every process can name it without importing
+    alembic)."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures that a new attempt on a fresh connection may not meet again."""
     return isinstance(exc, _TRANSIENT)

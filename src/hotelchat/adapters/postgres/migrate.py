@@ -19,20 +19,18 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from hotelchat.adapters.credentials import TokenCipher
-from hotelchat.adapters.postgres.database import Connection
+from hotelchat.adapters.postgres.database import Connection, SchemaError
 from hotelchat.adapters.postgres.provisioning import Provisioning
 from hotelchat.domain.errors import Unavailable
 
 log = structlog.get_logger(__name__)
 
+__all__ = ["SchemaError", "migrate", "verify_app_role", "verify_operator_role", "wait_for_schema"]
+
 APP_GROUP_ROLE = "hotelchat_app"
 OPERATOR_GROUP_ROLE = "hotelchat_operator"
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT = 10.0
-
-
-class SchemaError(Exception):
-    """The database is not fit for the application: wrong role, or not migrated."""
 
 
 def _config(dsn: str | None = None) -> Config:

@@ -60,6 +60,15 @@ class Provisioning:
             raise ConfigError("ENCRYPTION_KEYS is not set: it encrypts Twilio auth tokens")
         return self.cipher
 
+    async def _chain_id(self, slug: str) -> int:
+        """The id of chain `slug`; raises `NotFound`."""
+        chain_id: int | None = await self.conn.fetchval(
+            "SELECT id FROM chains WHERE slug = $1", slug
+        )
+        if chain_id is None:
+            raise NotFound(f"no chain {slug!r}")
+        return chain_id
+
     # --- chains and hotels ----------------------------------------------------------------
 
     async def ensure_chain(self, slug: str, name: str, *, rename: bool = False) -> int:
@@ -91,9 +100,7 @@ class Provisioning:
     ) -> int:
         """Create hotel `slug` in chain `chain_slug`; raises `NotFound` (no such chain) or
         `Conflict` (the slug is taken)."""
-        chain_id = await self.conn.fetchval("SELECT id FROM chains WHERE slug = $1", chain_slug)
-        if chain_id is None:
-            raise NotFound(f"no chain {chain_slug!r}")
+        chain_id = await self._chain_id(chain_slug)
         try:
             hotel_id: int = await self.conn.fetchval(
                 """INSERT INTO hotels (chain_id, slug, name, description, timezone,
@@ -341,9 +348,7 @@ class Provisioning:
     ) -> int:
         """Create agent `email` in the chain (its existing row in the chain is kept as it is);
         raises `Conflict` when an agent of another chain has the email."""
-        chain_id = await self.conn.fetchval("SELECT id FROM chains WHERE slug = $1", chain_slug)
-        if chain_id is None:
-            raise NotFound(f"no chain {chain_slug!r}")
+        chain_id = await self._chain_id(chain_slug)
         agent_id: int | None = await self.conn.fetchval(
             """INSERT INTO agents (chain_id, email, display_name, password_hash,
                                    password_change_required)
@@ -414,9 +419,7 @@ class Provisioning:
         role: str = "agent",
     ) -> int:
         """Create (or update the name, password and hotels of) agent `email` in the chain."""
-        chain_id = await self.conn.fetchval("SELECT id FROM chains WHERE slug = $1", chain_slug)
-        if chain_id is None:
-            raise NotFound(f"no chain {chain_slug!r}")
+        chain_id = await self._chain_id(chain_slug)
         hotels = [await self.hotel(slug) for slug in hotel_slugs]
         if any(h.chain_slug != chain_slug for h in hotels):
             raise InvalidInput("an agent's hotels must belong to the agent's chain")

@@ -63,6 +63,43 @@ class _Unroutable(Exception):
 
 SENDER_COLUMNS = """hotel_id, id AS sender_id, phone_number, account_sid, auth_token,
                     auth_token_ciphertext"""
+# Whether a sender still routes to its hotel: not retired, the hotel not suspended.
+ROUTABLE = """EXISTS (SELECT 1 FROM whatsapp_senders s JOIN hotels h ON h.id = s.hotel_id
+                      WHERE s.id = {sender} AND s.hotel_id = {hotel} AND s.retired_at IS NULL
+                        AND NOT h.suspended)"""
+# One statement stores an inbound message with its guest and conversation, and only while the
+# sender still routes to the hotel.
+STORE_INBOUND = """
+    WITH guest AS (
+      INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
+      SELECT $1, $2, $3, $4, $5 WHERE {routable}
+      ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
+        phone_number = EXCLUDED.phone_number,
+        display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
+        language = COALESCE(EXCLUDED.language, guests.language),
+        last_seen_at = now()
+      RETURNING id
+    ), conversation AS (
+      INSERT INTO conversations (hotel_id, guest_id, channel, sender_id,
+                                 last_inbound_at, last_message_at)
+      SELECT $1, guest.id, 'whatsapp', $6, now(), now() FROM guest
+      ON CONFLICT (hotel_id, guest_id, channel) DO UPDATE SET
+        sender_id = EXCLUDED.sender_id,
+        last_inbound_at = now(),
+        last_message_at = now(),
+        state = CASE WHEN conversations.state = 'resolved' THEN 'ai'
+                     ELSE conversations.state END
+      RETURNING id
+    )
+    INSERT INTO messages (hotel_id, conversation_id, direction, author, body,
+                          provider_sid, status, reply_state, language, num_media)
+    SELECT $1, conversation.id, 'inbound', 'guest', $7, $8, 'received', 'pending',
+           $5, $9
+    FROM conversation
+    ON CONFLICT (provider_sid) DO NOTHING
+    RETURNING id, conversation_id
+""".format(routable=ROUTABLE.format(sender="$6", hotel="$1"))  # noqa: S608 - our own SQL
+STILL_ROUTABLE = "SELECT " + ROUTABLE.format(sender="$1", hotel="$2")
 
 
 def _hotel(row: asyncpg.Record) -> HotelProfile:
@@ -260,39 +297,7 @@ class PostgresStore:
 
         async def work(conn: Connection) -> InboundRecord:
             row = await conn.fetchrow(
-                """
-                WITH guest AS (
-                  INSERT INTO guests (hotel_id, wa_id, phone_number, display_name, language)
-                  SELECT $1, $2, $3, $4, $5
-                  WHERE EXISTS (SELECT 1 FROM whatsapp_senders s JOIN hotels h ON h.id = s.hotel_id
-                                WHERE s.id = $6 AND s.hotel_id = $1 AND s.retired_at IS NULL
-                                  AND NOT h.suspended)
-                  ON CONFLICT (hotel_id, wa_id) DO UPDATE SET
-                    phone_number = EXCLUDED.phone_number,
-                    display_name = COALESCE(EXCLUDED.display_name, guests.display_name),
-                    language = COALESCE(EXCLUDED.language, guests.language),
-                    last_seen_at = now()
-                  RETURNING id
-                ), conversation AS (
-                  INSERT INTO conversations (hotel_id, guest_id, channel, sender_id,
-                                             last_inbound_at, last_message_at)
-                  SELECT $1, guest.id, 'whatsapp', $6, now(), now() FROM guest
-                  ON CONFLICT (hotel_id, guest_id, channel) DO UPDATE SET
-                    sender_id = EXCLUDED.sender_id,
-                    last_inbound_at = now(),
-                    last_message_at = now(),
-                    state = CASE WHEN conversations.state = 'resolved' THEN 'ai'
-                                 ELSE conversations.state END
-                  RETURNING id
-                )
-                INSERT INTO messages (hotel_id, conversation_id, direction, author, body,
-                                      provider_sid, status, reply_state, language, num_media)
-                SELECT $1, conversation.id, 'inbound', 'guest', $7, $8, 'received', 'pending',
-                       $5, $9
-                FROM conversation
-                ON CONFLICT (provider_sid) DO NOTHING
-                RETURNING id, conversation_id
-                """,
+                STORE_INBOUND,
                 route.hotel_id,
                 inbound.wa_id,
                 inbound.from_number,
@@ -317,11 +322,9 @@ class PostgresStore:
             )
             if row is None:
                 routable = await conn.fetchval(
-                    """SELECT EXISTS (SELECT 1 FROM whatsapp_senders s
-                                      JOIN hotels h ON h.id = s.hotel_id
-                                      WHERE s.id = $1 AND s.retired_at IS NULL
-                                        AND NOT h.suspended)""",
+                    STILL_ROUTABLE,
                     route.sender_id,
+                    route.hotel_id,
                 )
                 if not routable:
                     raise _Unroutable

@@ -33,9 +33,9 @@ from hotelchat.entrypoints.operator.resource import (
     READY,
     VERSION,
     Condition,
-    HotelResource,
     Outcome,
     merge_conditions,
+    not_reconciled,
     now_rfc3339,
     read_hotel,
     transitions,
@@ -70,18 +70,19 @@ class Readiness:
 
 def _write_status(
     patch: kopf.Patch,
-    resource: HotelResource,
+    generation: int,
     conditions: list[Condition],
     fields: Mapping[str, Any],
 ) -> None:
-    """Merge `conditions` and `fields` into the status, on the freshest body (JSON patch)."""
+    """Merge `conditions` (observed at `generation`) and `fields` into the status, on the
+    freshest body (JSON patch)."""
     now = now_rfc3339()
 
     def apply(body: kopf.RawBody) -> None:
         current = body.setdefault("status", {})
         current.update(fields)
         current["conditions"] = merge_conditions(
-            current.get("conditions"), conditions, generation=resource.generation, now=now
+            current.get("conditions"), conditions, generation=generation, now=now
         )
 
     patch.fns.append(apply)
@@ -151,12 +152,10 @@ class HotelHandlers:
         try:
             resource = read_hotel(body)
         except InvalidInput as exc:
-            waiting = [
-                Condition(part, "Unknown", "NotReconciled", "waiting for a valid spec")
-                for part in PARTS
-            ]
+            waiting = not_reconciled(PARTS, "waiting for a valid spec")
             condition = Condition(READY, "False", "InvalidSpec", exc.message)
-            _write_status(patch, _placeholder(body), [*waiting, condition], {})
+            generation = int(body.metadata.get("generation") or 0)
+            _write_status(patch, generation, [*waiting, condition], {})
             self.readiness.set(uid, False)
             if quiet:
                 return "not_ready"
@@ -167,13 +166,13 @@ class HotelHandlers:
         except Unavailable as exc:
             log.warning("operator.unavailable", hotel=resource.name, error=exc.message)
             condition = Condition(READY, "Unknown", "DependencyUnavailable", exc.message)
-            _write_status(patch, resource, [condition], {})
+            _write_status(patch, resource.generation, [condition], {})
             if quiet:
                 return "error"
             raise kopf.TemporaryError(exc.message, delay=backoff(retry)) from exc
         previous = dict(status)
         fields = outcome.status_fields(resource, self.public_url, previous)
-        _write_status(patch, resource, outcome.conditions, fields)
+        _write_status(patch, resource.generation, outcome.conditions, fields)
         _events(body, previous.get("conditions"), outcome)
         ready = outcome.ready.status == "True"
         self.readiness.set(uid, ready)
@@ -246,26 +245,3 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="release")
     async def on_delete(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
         await handlers.release(body, memo, retry)
-
-
-def _placeholder(body: kopf.Body) -> HotelResource:
-    """Enough of an unreadable resource to write its status."""
-    from hotelchat.domain.tenants import AssistantSpec
-
-    return HotelResource(
-        uid=str(body.metadata.uid),
-        namespace=str(body.metadata.namespace),
-        name=str(body.metadata.name),
-        generation=int(body.metadata.get("generation") or 0),
-        slug="",
-        display_name="",
-        description="",
-        timezone="UTC",
-        languages=("en",),
-        assistant=AssistantSpec(),
-        senders=(),
-        knowledge=None,
-        agents=(),
-        suspended=False,
-        deletion_policy="Retain",
-    )

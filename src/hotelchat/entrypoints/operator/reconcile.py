@@ -26,13 +26,12 @@ from hotelchat.entrypoints.operator.resource import (
     Condition,
     HotelResource,
     Outcome,
+    not_reconciled,
     summary,
 )
 from hotelchat.services import knowledge, tenants
 
 log = structlog.get_logger(__name__)
-
-NOT_YET = "NotReconciled"
 
 
 def _reason(exc: HotelChatError, default: str) -> str:
@@ -98,10 +97,10 @@ async def reconcile(platform: OperatorContainer, resource: HotelResource) -> Out
         except (InvalidInput, Conflict) as exc:
             reason = _reason(exc, "InvalidSpec")
             outcome.conditions = [Condition(PROVISIONED, "False", reason, exc.message)]
-            outcome.conditions += [
-                Condition(part, "Unknown", NOT_YET, "waiting for the hotel to be provisioned")
-                for part in (SENDERS_ROUTED, KNOWLEDGE_SYNCED, AGENTS_SYNCED)
-            ]
+            outcome.conditions += not_reconciled(
+                (SENDERS_ROUTED, KNOWLEDGE_SYNCED, AGENTS_SYNCED),
+                "waiting for the hotel to be provisioned",
+            )
             outcome.conditions.append(summary(outcome.conditions, suspended=resource.suspended))
             return outcome
         hotel_id = outcome.hotel_id = applied.hotel_id

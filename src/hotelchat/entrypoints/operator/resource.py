@@ -189,6 +189,11 @@ def webhook_url(public_url: str) -> str:
     return public_url.rstrip("/") + "/webhooks/twilio/whatsapp"
 
 
+def not_reconciled(parts: Sequence[str], why: str) -> list[Condition]:
+    """`Unknown` conditions for parts that were not applied this time, saying `why`."""
+    return [Condition(part, "Unknown", "NotReconciled", why) for part in parts]
+
+
 def summary(conditions: Sequence[Condition], *, suspended: bool) -> Condition:
     """The `Ready` condition: True once every part is; else False with the reason and message
     of the first part that is not (suspended hotels are not ready, on purpose)."""
