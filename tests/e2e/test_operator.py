@@ -30,6 +30,7 @@ from tests.operator.operator_run import (
     TOKEN,
     Operators,
     arrange_chain,
+    delete_hotel,
     operators,
     sample,
     wait_reason,
@@ -106,7 +107,6 @@ async def test_a_hotel_applied_as_a_resource_answers_a_guest_until_deleted(
     password = base64.b64decode(secret["data"]["password"]).decode()
     assert await log_in(base, "ana@example.com", password) == "/account/password"
 
-    deleted = kube.kubectl("delete", "hotel", HOTEL, "-n", CHAIN, "--timeout=30s")
-    assert deleted.returncode == 0, deleted.stderr
+    await delete_hotel(kube)
     assert await post_status(base, guest_hotel, "Are you there?") == 404
     assert len(twilio_emulator.sent()) == 1

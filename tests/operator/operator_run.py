@@ -120,6 +120,20 @@ def hotel_exists(kube: KubeEmulation, name: str = HOTEL, namespace: str = CHAIN)
     return kube.get(HOTELS, namespace, name) is not None
 
 
+async def delete_hotel(
+    kube: KubeEmulation, name: str = HOTEL, namespace: str = CHAIN, *, timeout: float = 30.0
+) -> None:
+    """`kubectl delete hotel`, then wait until the finalizer lets the object go. kubectl's own
+    wait (a watch) is not used: once, under load, it missed a deletion the emulation had made."""
+    done = kube.kubectl("delete", "hotel", name, "-n", namespace, "--wait=false")
+    assert done.returncode == 0, done.stderr
+    await kube.wait_for(
+        lambda: not hotel_exists(kube, name, namespace),
+        timeout=timeout,
+        what=f"Hotel {namespace}/{name} to be deleted",
+    )
+
+
 class Operators:
     """Starts `hotelchat operator` processes; every one is SIGKILLed at the end of the test and
     its log shown if the test failed."""

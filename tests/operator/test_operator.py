@@ -37,6 +37,7 @@ from tests.operator.operator_run import (
     Operators,
     arrange_chain,
     condition,
+    delete_hotel,
     operators,
     reason_of,
     sample,
@@ -448,8 +449,7 @@ async def test_a_slug_of_another_namespaces_hotel_is_refused_until_it_is_free(
     assert "taken by a hotel of another chain" in refused["message"]
     assert reason_of(kube, "SendersRouted", namespace="moonlight-hotels") == "Unknown/NotReconciled"
     assert await admin.fetchval("SELECT count(*) FROM hotels") == 1
-    done = kube.kubectl("delete", "hotel", HOTEL, "-n", CHAIN)
-    assert done.returncode == 0, done.stderr
+    await delete_hotel(kube)
     await wait_reason(kube, "Ready", READY, namespace="moonlight-hotels", timeout=60)
     assert (
         await admin.fetchval("SELECT c.slug FROM hotels h JOIN chains c ON c.id = h.chain_id")
@@ -620,9 +620,7 @@ async def test_deleting_with_retain_keeps_every_row_and_stops_routing(
 ) -> None:
     hotel_id = await ready_hotel(kube, operators, admin, tmp_path)
     await receive(container, tenant_of(hotel_id), "Is there parking?")
-    done = kube.kubectl("delete", "hotel", HOTEL, "-n", CHAIN, "--timeout=30s")
-    assert done.returncode == 0, done.stderr
-    assert kube.get(HOTELS, CHAIN, HOTEL) is None, "the finalizer let it go"
+    await delete_hotel(kube)
     with pytest.raises(NotFound):
         await receive(container, tenant_of(hotel_id), "Anyone?", guest="+15550003333")
     counts = await one(
@@ -663,8 +661,7 @@ async def test_deleting_with_delete_erases_the_tenant_and_says_how_much(
     hotel_id = await ready_hotel(kube, operators, admin, tmp_path, deletionPolicy="Delete")
     await receive(container, tenant_of(hotel_id), "Is there parking?")
     await receive(container, tenant, "Another hotel's guest")
-    done = kube.kubectl("delete", "hotel", HOTEL, "-n", CHAIN, "--timeout=30s")
-    assert done.returncode == 0, done.stderr
+    await delete_hotel(kube)
     for table, left in (("messages", 1), ("guests", 1), ("kb_entries", 3), ("hotels", 1)):
         assert await admin.fetchval(f"SELECT count(*) FROM {table}") == left, table
     assert await admin.fetchval("SELECT slug FROM hotels") == tenant.slug
