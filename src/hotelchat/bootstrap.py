@@ -20,6 +20,7 @@ from hotelchat.adapters.postgres.database import Database, PoolConfig, create_po
 from hotelchat.adapters.postgres.hotels import PostgresHotels
 from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
 from hotelchat.adapters.postgres.knowledge import PostgresKnowledge
+from hotelchat.adapters.postgres.media import PostgresMedia
 from hotelchat.adapters.postgres.migrate import verify_app_role, verify_operator_role
 from hotelchat.adapters.postgres.provisioning import ProvisioningPool
 from hotelchat.adapters.postgres.reservations import PostgresReservations
@@ -34,9 +35,11 @@ from hotelchat.adapters.security import (
     RedisStopSignals,
     SignedTokens,
 )
+from hotelchat.adapters.storage import FilesystemStorage, S3Storage
 from hotelchat.adapters.tokens import TiktokenCounter
 from hotelchat.adapters.twilio import (
     RoutedHttpClient,
+    TwilioMedia,
     TwilioSignatures,
     TwilioWhatsApp,
     close_quietly,
@@ -61,6 +64,8 @@ class Container:
     twilio_http: RoutedHttpClient
     chat_model: OpenAIChatModel | None
     deps: Deps
+    storage: FilesystemStorage | S3Storage | None = None
+    twilio_media: TwilioMedia | None = None
 
     async def ready(self, timeout: float = 2.0) -> dict[str, str]:
         """`{"postgres": "ok" | "unavailable", "redis": ...}` within `timeout` seconds each."""
@@ -85,6 +90,12 @@ class Container:
                 async with asyncio.timeout(5):
                     await self.chat_model.close()
         await close_quietly(self.twilio_http)
+        if self.twilio_media is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.twilio_media.close()
+        if self.storage is not None:
+            await self.storage.close()
         with contextlib.suppress(Exception):
             await self.events.close()
         with contextlib.suppress(Exception):
@@ -110,6 +121,22 @@ def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
         settings.embeddings_model,
         total_timeout=settings.openai_timeout_seconds,
         max_retries=settings.openai_max_retries,
+    )
+
+
+def media_storage(settings: Settings) -> FilesystemStorage | S3Storage:
+    """The S3-compatible bucket S3_BUCKET names, else a folder (MEDIA_DIR, or `media/` in the
+    state folder)."""
+    if settings.s3_bucket is None:
+        return FilesystemStorage(settings.media_dir or settings.state_dir / "media")
+    key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    return S3Storage(
+        bucket=settings.s3_bucket,
+        endpoint_url=str(settings.s3_endpoint_url) if settings.s3_endpoint_url else None,
+        region=settings.s3_region,
+        access_key_id=key.get_secret_value() if key else None,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        timeout=settings.media_timeout_seconds,
     )
 
 
@@ -198,6 +225,8 @@ async def build(
         emitter if emitter is not None else create_emitter(settings.require_redis_url())
     )
     store = PostgresStore(db, cipher)
+    storage = media_storage(settings)
+    twilio_media = TwilioMedia(twilio_http, timeout=settings.media_timeout_seconds)
     deps = Deps(
         store=store,
         inbox=PostgresInbox(db),
@@ -257,6 +286,11 @@ async def build(
             else None
         ),
         model_slot_wait_seconds=settings.openai_slot_wait_seconds,
+        media=PostgresMedia(db, store.route_from_row),
+        storage=storage,
+        media_source=twilio_media,
+        media_base_url=settings.twilio_media_base_url,
+        public_url=settings.public_url,
     )
     return Container(
         settings=settings,
@@ -267,6 +301,8 @@ async def build(
         twilio_http=twilio_http,
         chat_model=chat_model,
         deps=deps,
+        storage=storage,
+        twilio_media=twilio_media,
     )
 
 

@@ -252,6 +252,34 @@ class Settings(BaseSettings):
         default=10.0, description="Per Twilio API request."
     )
 
+    # --- Media ------------------------------------------------------------------------------
+    s3_bucket: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=63,
+        description="Bucket of an S3-compatible object storage for media (photos, documents). "
+        "Unset: files are kept under MEDIA_DIR.",
+    )
+    s3_endpoint_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="The S3-compatible service (MinIO, Ceph, R2…); unset: AWS S3.",
+    )
+    s3_region: str = Field(default="us-east-1", min_length=1, description="The bucket's region.")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="Unset: the AWS credential chain (environment, IAM role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="Its secret.")
+    media_dir: Path | None = Field(
+        default=None,
+        description="Folder for media when no S3_BUCKET is set; unset: `media/` in the state "
+        "folder (HOTELCHAT_STATE_DIR).",
+    )
+    media_timeout_seconds: PositiveSeconds = Field(
+        default=20.0,
+        description="Longest download of one media file from Twilio, and per object-storage "
+        "request.",
+    )
+
     # --- Worker -----------------------------------------------------------------------------
     worker_max_jobs: int = Field(default=10, ge=1, le=1000, description="Concurrent jobs.")
     job_timeout_seconds: PositiveSeconds = Field(
@@ -344,7 +372,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret (keys, tokens, URL passwords), for the log scrubber."""
         found = []
-        for value in (self.openai_api_key, self.secret_key, self.metrics_token):
+        for value in (self.openai_api_key, self.secret_key, self.metrics_token,
+                      self.s3_secret_access_key):  # fmt: skip
             if value is not None:
                 found.append(value.get_secret_value())
         if self.encryption_keys is not None:
@@ -357,6 +386,14 @@ class Settings(BaseSettings):
                 if password:
                     found.append(password)
         return [secret for secret in found if len(secret) >= 6]
+
+    @property
+    def twilio_media_base_url(self) -> str:
+        """Where Twilio's inbound media URLs must point: TWILIO_API_BASE_URL when set (the
+        emulator), else https://api.twilio.com."""
+        if self.twilio_api_base_url is not None:
+            return str(self.twilio_api_base_url).rstrip("/")
+        return "https://api.twilio.com"
 
     def require_database_url(self) -> str:
         """The application role's PostgreSQL URL; raises `ConfigError` when unset."""

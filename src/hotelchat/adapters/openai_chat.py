@@ -30,9 +30,11 @@ import structlog
 from openai import AsyncOpenAI
 from openai.types import CompletionUsage
 from openai.types.chat import (
+    ChatCompletionContentPartParam,
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
+    ChatCompletionUserMessageParam,
 )
 from opentelemetry.trace import SpanKind
 from tenacity import (
@@ -219,6 +221,14 @@ def _message(message: PromptMessage) -> ChatCompletionMessageParam:
     if message.role == "system":
         return {"role": "system", "content": message.content}
     if message.role == "user":
+        if message.images:
+            # Content parts: https://platform.openai.com/docs/guides/images-vision
+            parts: list[ChatCompletionContentPartParam] = [
+                {"type": "text", "text": message.content}
+            ]
+            parts.extend({"type": "image_url", "image_url": {"url": u}} for u in message.images)
+            user: ChatCompletionUserMessageParam = {"role": "user", "content": parts}
+            return user
         return {"role": "user", "content": message.content}
     if message.role == "tool":
         if message.tool_call_id is None:

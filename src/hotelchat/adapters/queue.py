@@ -19,6 +19,7 @@ from hotelchat.observability import tracing
 REPLY_JOB = "reply_to_inbound"
 SEND_JOB = "send_outbound"
 EMBED_JOB = "embed_knowledge"
+MEDIA_JOB = "download_media"
 
 
 # A dropped connection or a Redis restart is retried inside the client: 12 attempts with
@@ -63,6 +64,10 @@ class ArqJobQueue:
     async def enqueue_embedding(self, hotel_id: int) -> None:
         """Queue computing the vectors of hotel `hotel_id`'s new or edited entries."""
         await self._enqueue(EMBED_JOB, hotel_id, 0, f"embed:{hotel_id}")
+
+    async def enqueue_media(self, hotel_id: int, message_id: int) -> None:
+        """Queue downloading the media of inbound message `message_id`; raises `Unavailable`."""
+        await self._enqueue(MEDIA_JOB, hotel_id, message_id, f"media:{message_id}")
 
     async def _enqueue(self, job: str, hotel_id: int, message_id: int, job_id: str) -> None:
         # The trace context travels inside the job, so its spans join the webhook's trace.

@@ -12,13 +12,16 @@ Protocol facts:
 - Statuses: https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
 - Errors: https://www.twilio.com/docs/api/errors (e.g. 63016: outside the 24-hour window)
 - Signatures: https://www.twilio.com/docs/usage/webhooks/webhooks-security
+- Media of inbound messages (fetch with the account's credentials, delete):
+  https://www.twilio.com/docs/messaging/api/media-resource
+- Sending media: `MediaUrl`, https://www.twilio.com/docs/whatsapp/guidance-whatsapp-media-messages
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -33,10 +36,10 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from hotelchat.domain.addresses import whatsapp_address
-from hotelchat.domain.errors import SendError
+from hotelchat.domain.errors import MediaRefused, SendError, TemporaryFailure
 from hotelchat.domain.model import DeliveryStatus, SenderRoute, provider_status
 from hotelchat.observability import tracing
-from hotelchat.services.ports import SentMessage
+from hotelchat.services.ports import Download, SentMessage
 
 log = structlog.get_logger(__name__)
 
@@ -113,15 +116,25 @@ class TwilioWhatsApp:
         return Client(route.account_sid, route.auth_token, http_client=self._http)
 
     async def send(
-        self, route: SenderRoute, *, to_number: str, body: str, status_callback: str | None
+        self,
+        route: SenderRoute,
+        *,
+        to_number: str,
+        body: str,
+        status_callback: str | None,
+        media_urls: Sequence[str] = (),
     ) -> SentMessage:
-        """Create the message at Twilio. Raises `SendError`: `retryable` for 429, 5xx and
-        transport failures; `maybe_sent` when the request may have reached Twilio."""
+        """Create the message at Twilio, with `media_urls` as `MediaUrl` (URLs Twilio fetches).
+        Raises `SendError`: `retryable` for 429, 5xx and transport failures; `maybe_sent` when
+        the request may have reached Twilio."""
         kwargs: dict[str, Any] = {
             "to": whatsapp_address(to_number),
             "from_": whatsapp_address(route.phone_number),
-            "body": body,
         }
+        if body:
+            kwargs["body"] = body
+        if media_urls:
+            kwargs["media_url"] = list(media_urls)
         if status_callback:
             kwargs["status_callback"] = status_callback
         try:
@@ -162,6 +175,73 @@ class TwilioWhatsApp:
                     sid=message.sid, status=provider_status(message.status) or DeliveryStatus.QUEUED
                 )
         return None
+
+
+class TwilioMedia:
+    """`services.ports.MediaSource`: inbound media fetched from Twilio with the hotel's Account
+    SID and auth token (HTTP Basic) on its own aiohttp session, with a total timeout (seconds)
+    and a size cap read as the body streams; deleted through the official SDK.
+
+    Twilio answers a media URL with the file or a redirect to its CDN; redirects are followed
+    (at most 3) and aiohttp drops the Authorization header when one leaves the host."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, http_client: RoutedHttpClient, *, timeout: float) -> None:
+        self._http = http_client
+        self._timeout = timeout
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(limit=50),
+        )
+
+    async def download(self, route: SenderRoute, url: str, *, max_bytes: int) -> Download:
+        """The file at `url` (already checked to be Twilio's media URL). Raises `MediaRefused`
+        when it is larger than `max_bytes` bytes or Twilio says it does not exist (404), and
+        `TemporaryFailure` for 5xx, 429, auth failures that may pass, timeouts and transport
+        errors."""
+        auth = aiohttp.BasicAuth(route.account_sid, route.auth_token)
+        try:
+            with tracing.span("twilio media.fetch", kind=SpanKind.CLIENT):
+                async with self._session.get(url, auth=auth, max_redirects=3) as response:
+                    if response.status == 404:
+                        raise MediaRefused("Twilio has no such media (deleted or never there)")
+                    if response.status != 200:
+                        raise TemporaryFailure(
+                            f"Twilio's media endpoint answered {response.status}"
+                        )
+                    declared = response.content_length
+                    if declared is not None and declared > max_bytes:
+                        raise MediaRefused(f"the file is larger than {max_bytes // 2**20} MB")
+                    chunks, size = [], 0
+                    async for chunk in response.content.iter_chunked(self.CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise MediaRefused(f"the file is larger than {max_bytes // 2**20} MB")
+                        chunks.append(chunk)
+                    content_type = response.headers.get("Content-Type", "")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TemporaryFailure(
+                f"Twilio's media endpoint did not answer ({type(exc).__name__})"
+            ) from exc
+        return Download(content_type=content_type, data=b"".join(chunks))
+
+    async def delete(self, route: SenderRoute, message_sid: str, media_sid: str) -> None:
+        """Delete Twilio's copy; one already gone (404) counts as deleted. Raises
+        `TemporaryFailure` when Twilio cannot be asked or refuses."""
+        client = Client(route.account_sid, route.auth_token, http_client=self._http)
+        try:
+            with tracing.span("twilio media.delete", kind=SpanKind.CLIENT):
+                await client.messages(message_sid).media(media_sid).delete_async()
+        except TwilioRestException as exc:
+            if int(exc.status) == 404:
+                return
+            raise TemporaryFailure(f"Twilio refused to delete the media ({exc.status})") from exc
+        except (TimeoutError, aiohttp.ClientError, TwilioException) as exc:
+            raise TemporaryFailure("could not delete the media at Twilio") from exc
+
+    async def close(self) -> None:
+        await self._session.close()
 
 
 def _rest_error(exc: TwilioRestException) -> SendError:

@@ -131,3 +131,10 @@ class SendError(HotelChatError):
         self.maybe_sent = maybe_sent
         self.provider_code = provider_code
         self.status = status
+
+
+class MediaRefused(HotelChatError):
+    """A media file that will never be accepted as it is (not the provider's URL, over the size
+    cap, a type WhatsApp does not allow); `reason` is the sentence shown to staff."""
+
+    code = "media_refused"

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hotelchat.domain.media import DeclaredMedia
+
 
 class Channel(enum.StrEnum):
     WHATSAPP = "whatsapp"
@@ -154,6 +156,7 @@ class InboundWhatsApp:
     profile_name: str | None
     num_media: int
     extra: dict[str, str] = field(default_factory=dict)
+    media: tuple[DeclaredMedia, ...] = ()  # MediaUrl{N} / MediaContentType{N}, checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,7 @@ class HotelProfile:
     context_token_budget: int = 2500  # tokens of prompt the model sees: instructions, facts, turns
     monthly_budget_usd: float | None = None  # None: no budget
     suspended: bool = False  # its numbers route nowhere and the assistant is silent
+    image_understanding: bool = False  # guests' photos are passed to a vision-capable model
 
 
 @dataclass(frozen=True, slots=True)

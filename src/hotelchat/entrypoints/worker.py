@@ -23,12 +23,19 @@ from arq.connections import ArqRedis
 from opentelemetry.trace import SpanKind
 
 from hotelchat import bootstrap
-from hotelchat.adapters.queue import EMBED_JOB, REDIS_ERRORS, REPLY_JOB, SEND_JOB, create_redis
+from hotelchat.adapters.queue import (
+    EMBED_JOB,
+    MEDIA_JOB,
+    REDIS_ERRORS,
+    REPLY_JOB,
+    SEND_JOB,
+    create_redis,
+)
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.entrypoints.probes import ProbeServer
 from hotelchat.observability import metrics, tracing
-from hotelchat.services import knowledge, maintenance, outbound, replies
+from hotelchat.services import knowledge, maintenance, media, outbound, replies
 from hotelchat.services.ports import Deps
 
 log = structlog.get_logger(__name__)
@@ -162,6 +169,14 @@ async def send_outbound(
     return await _job(ctx, SEND_JOB, work, trace)
 
 
+async def download_media(
+    ctx: dict[str, Any], hotel_id: int, message_id: int, trace: dict[str, str] | None = None
+) -> str:
+    """Job: fetch inbound message `message_id`'s media from Twilio into object storage."""
+    work = media.download_media(_container(ctx).deps, hotel_id, message_id)
+    return await _job(ctx, MEDIA_JOB, work, trace)
+
+
 async def embed_knowledge(
     ctx: dict[str, Any], hotel_id: int, _unused: int = 0, trace: dict[str, str] | None = None
 ) -> int:
@@ -184,6 +199,7 @@ async def every_15_seconds(ctx: dict[str, Any]) -> int:
         # Entries an edit's job missed (queued while a run was under way, or Redis was down).
         for hotel_id in await deps.knowledge_base.hotels_to_embed(deps.embeddings.model):
             await deps.jobs.enqueue_embedding(hotel_id)
+    await media.requeue_stalled(deps, min_age_seconds=settings.sweeper_min_age_seconds)
     return await maintenance.requeue_stalled(
         container.deps, min_age_seconds=settings.sweeper_min_age_seconds
     )
@@ -236,6 +252,7 @@ def create_worker(
             func(reply_to_inbound, name=REPLY_JOB, keep_result=0, max_tries=tries),
             func(send_outbound, name=SEND_JOB, keep_result=0, max_tries=tries),
             func(embed_knowledge, name=EMBED_JOB, keep_result=0, max_tries=tries),
+            func(download_media, name=MEDIA_JOB, keep_result=0, max_tries=tries),
         ],
         cron_jobs=[
             cron(every_15_seconds, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)

@@ -19,9 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hotelchat.domain.addresses import parse_whatsapp_address
 from hotelchat.domain.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from hotelchat.domain.media import (
+    TWILIO_MEDIA_HOST,
+    DeclaredMedia,
+    check_media,
+    check_twilio_media_url,
+    normal_type,
+)
 from hotelchat.domain.model import Channel, InboundWhatsApp, SenderRoute
 from hotelchat.observability import metrics
-from hotelchat.services import notify
+from hotelchat.services import media, notify
 from hotelchat.services.ports import Deps, InboundRecord
 
 log = structlog.get_logger(__name__)
@@ -55,8 +62,14 @@ def mask_number(number: str) -> str:
     return number[:3] + "•" * (len(number) - 5) + number[-2:]
 
 
-def parse_inbound(params: Mapping[str, str]) -> InboundWhatsApp:
+def parse_inbound(
+    params: Mapping[str, str], *, media_base_url: str = TWILIO_MEDIA_HOST
+) -> InboundWhatsApp:
     """Validate Twilio's webhook parameters into an `InboundWhatsApp`.
+
+    `MediaUrl{N}` / `MediaContentType{N}` (N < NumMedia) must all be present; a URL that is not
+    Twilio's media resource of this message on `media_base_url`, or a type WhatsApp does not
+    allow, is kept with its refusal (the message is stored, the file never fetched).
 
     Raises `InvalidInput` naming the first bad field.
     """
@@ -76,7 +89,10 @@ def parse_inbound(params: Mapping[str, str]) -> InboundWhatsApp:
     body = parsed.Body.replace("\x00", "")
     if not body.strip() and parsed.NumMedia == 0:
         raise InvalidInput("Body is empty and there is no media")
-    known = set(TwilioInboundParams.model_fields)
+    media = _declared_media(params, parsed, media_base_url)
+    known = set(TwilioInboundParams.model_fields) | {
+        f"{name}{n}" for n in range(parsed.NumMedia) for name in ("MediaUrl", "MediaContentType")
+    }
     extra = {k: v for k, v in params.items() if k not in known}
     return InboundWhatsApp(
         message_sid=parsed.MessageSid,
@@ -88,7 +104,27 @@ def parse_inbound(params: Mapping[str, str]) -> InboundWhatsApp:
         profile_name=(parsed.ProfileName or "").strip() or None,
         num_media=parsed.NumMedia,
         extra=extra,
+        media=media,
     )
+
+
+def _declared_media(
+    params: Mapping[str, str], parsed: TwilioInboundParams, base_url: str
+) -> tuple[DeclaredMedia, ...]:
+    found = []
+    for n in range(parsed.NumMedia):
+        url = params.get(f"MediaUrl{n}")
+        content_type = normal_type(params.get(f"MediaContentType{n}", ""))
+        if not url:
+            raise InvalidInput(f"MediaUrl{n}: missing (NumMedia is {parsed.NumMedia})")
+        if not content_type or len(content_type) > 255:
+            raise InvalidInput(f"MediaContentType{n}: missing or malformed")
+        media_sid, refusal = check_twilio_media_url(
+            url, base_url=base_url, account_sid=parsed.AccountSid, message_sid=parsed.MessageSid
+        )
+        refusal = refusal or check_media(content_type, None)
+        found.append(DeclaredMedia(n, url[:1000], content_type, media_sid, refusal))
+    return tuple(found)
 
 
 # Base64 of an HMAC-SHA1 (28 characters) or -SHA256 (44).
@@ -137,7 +173,7 @@ async def receive_whatsapp(
         raise Forbidden("missing or malformed X-Twilio-Signature")
     to_number = parse_whatsapp_address(params.get("To", ""), field="To")
     route = await verified_route(deps, to_number, url, params, signature)
-    inbound = parse_inbound(params)
+    inbound = parse_inbound(params, media_base_url=deps.media_base_url)
     if inbound.account_sid != route.account_sid:
         log.warning("webhook.account_mismatch", hotel_id=route.hotel_id)
         raise Forbidden("AccountSid is not this number's account")
@@ -149,6 +185,8 @@ async def receive_whatsapp(
         message_id=record.message_id,
         conversation_id=record.conversation_id,
     )
+    if not record.duplicate and record.message_id is not None and inbound.media:
+        await media.enqueue_download(deps, route.hotel_id, record.message_id)
     if record.awaiting_reply and record.message_id is not None:
         try:
             await deps.jobs.enqueue_reply(route.hotel_id, record.message_id)

@@ -17,7 +17,7 @@ from hotelchat.domain.conversation import Action
 from hotelchat.domain.errors import InvalidInput, NotFound, Unavailable
 from hotelchat.domain.model import MAX_OUTBOUND_CHARS, ConversationState
 from hotelchat.observability import metrics
-from hotelchat.services import notify
+from hotelchat.services import media, notify
 from hotelchat.services.ports import (
     AgentMessage,
     AgentSession,
@@ -99,20 +99,31 @@ async def mark_read(deps: Deps, session: AgentSession, conversation_id: int, up_
 
 
 async def reply(
-    deps: Deps, session: AgentSession, conversation_id: int, *, body: str, client_id: str
+    deps: Deps,
+    session: AgentSession,
+    conversation_id: int,
+    *,
+    body: str,
+    client_id: str,
+    attachments: Sequence[str] = (),
 ) -> AgentMessage:
-    """Send `body` to the guest as the agent, taking the conversation over.
+    """Send `body` to the guest as the agent, taking the conversation over, with the files
+    that the upload tokens `attachments` name (`body` may then be empty).
 
     Stored once per `client_id` (a retried request returns the first). Raises `InvalidInput`,
-    `NotFound`, or `Conflict` (another agent owns the conversation; WhatsApp's window closed).
+    `NotFound`, `Forbidden` (another conversation's upload), or `Conflict` (another agent
+    owns the conversation; WhatsApp's window closed).
     """
+    files = media.redeem_uploads(deps, session.hotel_id, conversation_id, list(attachments))
+    text = body.strip() if files and not body.strip() else check_body(body, MAX_REPLY_CHARS)
     stored = await deps.inbox.add_agent_message(
         session.hotel_id,
         conversation_id,
         session.agent_id,
-        body=check_body(body, MAX_REPLY_CHARS),
+        body=text,
         client_id=check_client_id(client_id),
         internal=False,
+        attachments=files,
     )
     if not stored.created:
         return stored

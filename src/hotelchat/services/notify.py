@@ -7,6 +7,8 @@ Agent namespace (`/agent`):
 - `conversation` to the hotel's room: a list row (state, unread count, preview of ≤120 chars).
 - `message` to the conversation's room: `{conversation_id, id}` of a new timeline entry.
 - `status` to the conversation's room: `{conversation_id, id, status}`, a delivery tick.
+- `media` to the conversation's room: `{conversation_id, id}`: a message's media changed state
+  (stored, refused, failed); the client fetches the message again.
 - `ai_delta` / `ai_done` / `ai_aborted` to the conversation's room: a reply being generated.
 - `service_request` to the hotel's room: a service request opened or closed (the whole row).
 - `budget` to the hotel's room: the month's AI spend crossed 80 % or 100 % of the budget, or the
@@ -92,6 +94,16 @@ async def message_added(
             namespace=GUEST_NAMESPACE,
         )
     await conversation_touched(deps, hotel_id, conversation_id)
+
+
+async def media_changed(deps: Deps, conversation_id: int, message_id: int) -> None:
+    """A message's media moved on (stored, refused, failed)."""
+    await deps.events.emit(
+        "media",
+        {"conversation_id": conversation_id, "id": message_id},
+        room=conversation_room(conversation_id),
+        namespace=AGENT_NAMESPACE,
+    )
 
 
 async def status_changed(

@@ -14,7 +14,7 @@ import structlog
 from hotelchat.domain.errors import SendError, TemporaryFailure
 from hotelchat.domain.model import Channel, DeliveryStatus
 from hotelchat.observability import metrics
-from hotelchat.services import notify
+from hotelchat.services import media, notify
 from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, SendPlan
 
 log = structlog.get_logger(__name__)
@@ -117,6 +117,7 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
         to_number=plan.to_number,
         body=plan.body,
         status_callback=status_callback(deps, plan.message_id),
+        media_urls=[media.fetch_url(deps, hotel_id, item.id) for item in plan.media],
     )
     await deps.store.record_sent(hotel_id, plan.message_id, sent)
     log.info("send.sent", hotel_id=hotel_id, message_id=plan.message_id, status=sent.status.value)

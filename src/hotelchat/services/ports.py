@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 from hotelchat.domain.conversation import Action
+from hotelchat.domain.media import TWILIO_MEDIA_HOST, MediaState
 from hotelchat.domain.model import (
     Author,
     Channel,
@@ -54,6 +55,7 @@ class ReplyContext:
     guest_language: str | None
     history: Sequence[Turn]  # oldest first, ending before the question
     month_spend_usd: float = 0.0  # the hotel's AI spend this month (its time zone), US dollars
+    media: tuple[MediaItem, ...] = ()  # what the guest sent with the question
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class SendPlan:
     to_number: str | None  # E.164, WhatsApp only
     route: SenderRoute | None  # WhatsApp only
     reconcile_since: datetime | None
+    media: tuple[MediaItem, ...] = ()  # attachments, sent as MediaUrl
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,7 @@ class MessageView:
     error_code: str | None
     sources: tuple[Mapping[str, object], ...] = ()
     tool_calls: tuple[Mapping[str, object], ...] = ()  # [{name, arguments, outcome}]
+    media: tuple[MediaItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +464,7 @@ class Inbox(Protocol):
         body: str,
         client_id: str,
         internal: bool,
+        attachments: Sequence[NewMedia] = (),
     ) -> AgentMessage: ...
 
     async def web_guest(
@@ -467,7 +472,13 @@ class Inbox(Protocol):
     ) -> WebGuest: ...
 
     async def record_inbound_web(
-        self, guest: WebGuest, *, body: str, client_id: str, language: str | None
+        self,
+        guest: WebGuest,
+        *,
+        body: str,
+        client_id: str,
+        language: str | None,
+        attachments: Sequence[NewMedia] = (),
     ) -> InboundRecord: ...
 
 
@@ -630,6 +641,7 @@ class PromptMessage:
     content: str
     tool_calls: tuple[ToolCallRequest, ...] = ()
     tool_call_id: str | None = None
+    images: tuple[str, ...] = ()  # a user message's images, as URLs (`data:` URLs of ours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -784,7 +796,13 @@ class WhatsAppSender(Protocol):
     """Sends WhatsApp messages through the provider (Twilio). Raises `SendError`."""
 
     async def send(
-        self, route: SenderRoute, *, to_number: str, body: str, status_callback: str | None
+        self,
+        route: SenderRoute,
+        *,
+        to_number: str,
+        body: str,
+        status_callback: str | None,
+        media_urls: Sequence[str] = (),
     ) -> SentMessage: ...
 
     async def find_sent(
@@ -808,6 +826,118 @@ class JobQueue(Protocol):
     async def enqueue_send(self, hotel_id: int, message_id: int) -> None: ...
 
     async def enqueue_embedding(self, hotel_id: int) -> None: ...
+
+    async def enqueue_media(self, hotel_id: int, message_id: int) -> None: ...
+
+
+# --- media ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaItem:
+    """One file of a message, as stored. `state` and `error` are what staff see."""
+
+    id: int
+    message_id: int
+    position: int
+    content_type: str
+    state: MediaState
+    error: str | None = None
+    size_bytes: int | None = None  # bytes, once known
+    storage_key: str | None = None
+    filename: str | None = None
+    source_url: str | None = None  # Twilio's MediaUrl (inbound WhatsApp only)
+    media_sid: str | None = None
+    attempts: int = 0
+    twilio_deleted: bool = False
+    conversation_id: int | None = None  # when read with its message
+    internal: bool = False  # on an internal note (never shown to the guest)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMedia:
+    """A file already in object storage, to attach to a message being stored."""
+
+    storage_key: str
+    content_type: str
+    size_bytes: int
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A file fetched from the provider: its declared type and its bytes."""
+
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MediaClaim:
+    """Inbound media this job now owns: pending downloads, and stored items whose copy at
+    Twilio is still to be deleted. `retry_in` (seconds) is set when another job holds some.
+    `route` holds the hotel's Twilio credentials (None: the number is gone)."""
+
+    conversation_id: int
+    message_sid: str | None
+    route: SenderRoute | None
+    items: tuple[MediaItem, ...]
+    retry_in: float | None = None
+
+
+class MediaStore(Protocol):
+    """Media rows, in PostgreSQL. Every method sees only hotel `hotel_id`."""
+
+    async def claim_downloads(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float
+    ) -> MediaClaim | None:
+        """Lease the message's unfinished inbound media for `lease_seconds`, counting an
+        attempt on each; None when there is no such message."""
+        ...
+
+    async def mark_stored(
+        self, hotel_id: int, media_id: int, *, storage_key: str, size_bytes: int, content_type: str
+    ) -> None: ...
+
+    async def mark_final(
+        self, hotel_id: int, media_id: int, state: MediaState, error: str
+    ) -> None: ...
+
+    async def release(self, hotel_id: int, media_id: int, error: str) -> None:
+        """Give back the lease after a transient failure, noting `error` for staff."""
+        ...
+
+    async def mark_twilio_deleted(self, hotel_id: int, media_id: int) -> None: ...
+
+    async def item(self, hotel_id: int, media_id: int) -> MediaItem | None: ...
+
+    async def of_message(self, hotel_id: int, message_id: int) -> list[MediaItem]: ...
+
+    async def stalled(self, *, min_age_seconds: int, limit: int) -> list[tuple[int, int]]:
+        """(hotel_id, message_id) of inbound media left pending without a live job."""
+        ...
+
+
+class ObjectStorage(Protocol):
+    """Where media bytes live (S3-compatible, or a folder). Keys start with the hotel's prefix
+    (`hotels/<id>/`); nothing in it is public. Raises `NotFound` for a missing key and
+    `Unavailable` when the storage does not answer."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class MediaSource(Protocol):
+    """The provider's copy of inbound media (Twilio). `download` raises `MediaRefused`
+    (over `max_bytes`, not a file) or `TemporaryFailure` (the media endpoint is down);
+    `delete` raises `TemporaryFailure`."""
+
+    async def download(self, route: SenderRoute, url: str, *, max_bytes: int) -> Download: ...
+
+    async def delete(self, route: SenderRoute, message_sid: str, media_sid: str) -> None: ...
 
 
 class LanguageDetector(Protocol):
@@ -975,3 +1105,8 @@ class Deps:
     max_attempts: int = 5
     history_turns: int = 12
     passages_per_prompt: int = 4
+    media: MediaStore | None = None
+    storage: ObjectStorage | None = None
+    media_source: MediaSource | None = None
+    media_base_url: str = TWILIO_MEDIA_HOST  # where Twilio's inbound MediaUrls must point
+    public_url: str | None = None  # PUBLIC_BASE_URL without a trailing slash

@@ -20,13 +20,14 @@ the inbound message is a timestamp in PostgreSQL.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
@@ -39,10 +40,11 @@ from hotelchat.domain.language import (
     pick_language,
     transfer_message,
 )
+from hotelchat.domain.media import MediaState, describe_media, is_image
 from hotelchat.domain.model import MAX_OUTBOUND_CHARS, Author, Passage, Responder
 from hotelchat.domain.pricing import PriceTable
 from hotelchat.observability import metrics
-from hotelchat.services import assistant_tools, knowledge, notify, outbound
+from hotelchat.services import assistant_tools, knowledge, media, notify, outbound
 from hotelchat.services.ports import (
     Busy,
     CachedAnswer,
@@ -206,16 +208,22 @@ async def draft_reply(
     language = pick_language(
         context.question_language, context.guest_language, hotel.default_language
     )
-    if not context.question.strip():
-        # Media or a location with no text: the assistant cannot see it; staff can.
-        return DraftReply(
-            body=handoff_message(language),
-            author=Author.AI,
-            responder=Responder.KNOWLEDGE_BASE if deps.chat_model is None else Responder.OPENAI,
-            language=language,
-            handoff_reason="the guest sent media",
-            handoff_kind="media",
-        )
+    images: tuple[str, ...] = ()
+    if context.media:
+        sent = describe_media([m.content_type for m in context.media])
+        if not context.question.strip() and not _sees_images(deps, context):
+            # A photo, voice note or file with no text: staff can see it, the assistant not.
+            return DraftReply(
+                body=handoff_message(language),
+                author=Author.AI,
+                responder=Responder.KNOWLEDGE_BASE if deps.chat_model is None else Responder.OPENAI,
+                language=language,
+                handoff_reason=sent,
+                handoff_kind="media",
+            )
+        if _sees_images(deps, context):
+            images = await _image_urls(deps, hotel_id, context)
+        context = replace(context, question=f"{context.question}\n\n({sent})".strip())
     if deps.chat_model is None:
         retrieval = await knowledge.retrieve(
             deps, hotel_id, context.question, limit=deps.passages_per_prompt
@@ -226,7 +234,11 @@ async def draft_reply(
         metrics.AI_ERRORS.labels(hotel.slug, model, "budget").inc()
         log.info("reply.over_budget", hotel_id=hotel_id, conversation_id=context.conversation_id)
         return _for_staff(language, "the monthly AI budget is spent", "budget")
-    cache_key = answer_cache_key(context, model) if deps.answer_cache is not None else None
+    cache_key = (
+        answer_cache_key(context, model)
+        if deps.answer_cache is not None and not context.media
+        else None
+    )
     if cache_key is not None and deps.answer_cache is not None:
         cached = await deps.answer_cache.get(hotel_id, cache_key)
         if cached is not None:
@@ -252,8 +264,33 @@ async def draft_reply(
             sources=tuple(retrieval.passages),
         )
     return await _Conversation(deps, hotel_id, context, message_id, model, language).answer(
-        retrieval.passages, cache_key
+        retrieval.passages, cache_key, images
     )
+
+
+def _sees_images(deps: Deps, context: ReplyContext) -> bool:
+    """Whether the model is shown the guest's photos: the hotel turned image understanding on,
+    there is a model, and everything the guest sent is a photo."""
+    return (
+        context.hotel.image_understanding
+        and deps.chat_model is not None
+        and bool(context.media)
+        and all(is_image(m.content_type) for m in context.media)
+    )
+
+
+async def _image_urls(deps: Deps, hotel_id: int, context: ReplyContext) -> tuple[str, ...]:
+    """The guest's stored photos as `data:` URLs (the model cannot reach our storage). Raises
+    `TemporaryFailure` while one is still being downloaded; refused or failed ones are left
+    out."""
+    if any(m.state is MediaState.PENDING for m in context.media):
+        raise TemporaryFailure("the guest's photo is still being downloaded", defer_seconds=3.0)
+    urls = []
+    for item in context.media:
+        if item.state is MediaState.STORED:
+            _item, data = await media.access_media(deps, hotel_id, item.id)
+            urls.append(f"data:{item.content_type};base64,{base64.b64encode(data).decode()}")
+    return tuple(urls)
 
 
 def _for_staff(
@@ -366,7 +403,9 @@ class _Conversation:
             seen=seen,
         )
 
-    async def answer(self, passages: Sequence[Passage], cache_key: str | None) -> DraftReply:
+    async def answer(
+        self, passages: Sequence[Passage], cache_key: str | None, images: tuple[str, ...] = ()
+    ) -> DraftReply:
         context, deps = self.context, self.deps
         self.prompt = build_prompt(
             context.hotel, passages, context.history, context.question,
@@ -374,6 +413,8 @@ class _Conversation:
         )  # fmt: skip
         sources = self.prompt.passages
         messages = list(self.prompt.messages)
+        if images:
+            messages[-1] = replace(messages[-1], images=images)
         stream = _Stream(deps, context, self.message_id, self.check)
         handoff: str | None = None
         try:

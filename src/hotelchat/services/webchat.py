@@ -9,6 +9,7 @@ replies reach them over Socket.IO instead of Twilio.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -22,7 +23,7 @@ from hotelchat.domain.errors import (
 )
 from hotelchat.domain.model import Channel
 from hotelchat.observability import metrics
-from hotelchat.services import notify, reservations
+from hotelchat.services import media, notify, reservations
 from hotelchat.services.inbox import check_body, check_client_id
 from hotelchat.services.ports import Deps, InboundRecord, MessageView, WebGuest
 
@@ -135,15 +136,23 @@ async def guest_from_token(deps: Deps, token: str) -> WebGuest:
     return await guest_for(deps, hotel_id, token)
 
 
-async def send(deps: Deps, guest: WebGuest, *, body: str, client_id: str) -> InboundRecord:
-    """Store the guest's message once per `client_id` and queue the assistant's reply.
-    Raises `InvalidInput` or `TooManyRequests`."""
-    text = check_body(body)
+async def send(
+    deps: Deps, guest: WebGuest, *, body: str, client_id: str, attachments: Sequence[str] = ()
+) -> InboundRecord:
+    """Store the guest's message once per `client_id`, with the photos that the upload tokens
+    `attachments` name (the text may then be empty), and queue the assistant's reply.
+    Raises `InvalidInput`, `Forbidden` (another conversation's upload) or `TooManyRequests`."""
+    files = media.redeem_uploads(deps, guest.hotel_id, guest.conversation_id, list(attachments))
+    text = "" if files and not body.strip() else check_body(body)
     client_id = check_client_id(client_id)
     if not await deps.limiter.hit(f"webchat-guest:{guest.guest_id}", limit=MESSAGES_PER_GUEST):
         raise TooManyRequests("you are sending messages too fast; wait a moment")
     record = await deps.inbox.record_inbound_web(
-        guest, body=text, client_id=client_id, language=deps.languages.detect(text)
+        guest,
+        body=text,
+        client_id=client_id,
+        language=deps.languages.detect(text) if text else None,
+        attachments=files,
     )
     if record.duplicate or record.message_id is None:
         return record

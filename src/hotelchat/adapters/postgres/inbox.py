@@ -17,6 +17,7 @@ import asyncpg
 from hotelchat.adapters.postgres.database import TENANT_SETTING, Connection, Database
 from hotelchat.domain.conversation import Action, Ownership, apply
 from hotelchat.domain.errors import Conflict, NotFound
+from hotelchat.domain.media import MediaState
 from hotelchat.domain.model import (
     Author,
     Channel,
@@ -31,8 +32,10 @@ from hotelchat.services.ports import (
     AgentSession,
     ConversationSummary,
     InboundRecord,
+    MediaItem,
     Membership,
     MessageView,
+    NewMedia,
     WebGuest,
 )
 
@@ -59,7 +62,11 @@ WHERE c.hotel_id = $1
 MESSAGE = """
 SELECT m.id, m.conversation_id, m.direction, m.author, m.body, m.status, m.responder,
        a.display_name AS agent_name, m.created_at, m.error_code, m.sources,
-       m.tool_calls
+       m.tool_calls,
+       (SELECT json_agg(json_build_object('id', d.id, 'position', d.position,
+                 'content_type', d.content_type, 'state', d.state, 'error', d.error,
+                 'size_bytes', d.size_bytes, 'filename', d.filename) ORDER BY d.position)
+        FROM media d WHERE d.hotel_id = m.hotel_id AND d.message_id = m.id) AS media
 FROM messages m LEFT JOIN agents a ON a.id = m.agent_id
 WHERE m.hotel_id = $1 AND m.conversation_id = $2
 """
@@ -100,6 +107,36 @@ def message_view(row: asyncpg.Record) -> MessageView:
         error_code=row["error_code"],
         sources=tuple(json.loads(row["sources"])) if row["sources"] else (),
         tool_calls=tuple(json.loads(row["tool_calls"])) if row["tool_calls"] else (),
+        media=tuple(
+            MediaItem(
+                id=d["id"],
+                message_id=row["id"],
+                position=d["position"],
+                content_type=d["content_type"],
+                state=MediaState(d["state"]),
+                error=d["error"],
+                size_bytes=d["size_bytes"],
+                filename=d["filename"],
+            )
+            for d in json.loads(row["media"])
+        )
+        if row["media"]
+        else (),
+    )
+
+
+async def attach_media(
+    conn: Connection, hotel_id: int, message_id: int, attachments: Sequence[NewMedia]
+) -> None:
+    """Rows for files already in object storage, attached to a message being stored."""
+    await conn.executemany(
+        """INSERT INTO media (hotel_id, message_id, position, content_type, filename,
+                              size_bytes, storage_key, state, stored_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'stored', now())""",
+        [
+            (hotel_id, message_id, n, a.content_type, a.filename, a.size_bytes, a.storage_key)
+            for n, a in enumerate(attachments)
+        ],
     )
 
 
@@ -235,6 +272,7 @@ class PostgresInbox:
         body: str,
         client_id: str,
         internal: bool,
+        attachments: Sequence[NewMedia] = (),
     ) -> AgentMessage:
         """Store an agent's reply (taking the conversation over) or internal note, once per
         `client_id`. Raises `NotFound`, or `Conflict` when another agent owns the conversation or
@@ -298,6 +336,8 @@ class PostgresInbox:
                 agent_id,
                 uuid.UUID(client_id),
             )
+            if attachments:
+                await attach_media(conn, hotel_id, message_id, attachments)
             return AgentMessage(
                 message_id, True, await fetch_summary(conn, hotel_id, conversation_id), waited
             )
@@ -352,7 +392,13 @@ class PostgresInbox:
         return await self.db.tenant(hotel_id, work, idempotent=web_id is not None)
 
     async def record_inbound_web(
-        self, guest: WebGuest, *, body: str, client_id: str, language: str | None
+        self,
+        guest: WebGuest,
+        *,
+        body: str,
+        client_id: str,
+        language: str | None,
+        attachments: Sequence[NewMedia] = (),
     ) -> InboundRecord:
         """Store a web-chat guest's message once per `client_id`, reopening a resolved
         conversation for the assistant."""
@@ -392,6 +438,8 @@ class PostgresInbox:
                 language,
                 uuid.UUID(client_id),
             )
+            if attachments:
+                await attach_media(conn, guest.hotel_id, message_id, attachments)
             return InboundRecord(message_id, guest.conversation_id, False, True)
 
         return await self.db.tenant(guest.hotel_id, work, idempotent=True)

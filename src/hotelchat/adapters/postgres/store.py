@@ -18,6 +18,7 @@ from hotelchat.adapters.credentials import TokenCipher
 from hotelchat.adapters.postgres.database import Connection, Database
 from hotelchat.config import ConfigError
 from hotelchat.domain.errors import NotFound
+from hotelchat.domain.media import MediaState
 from hotelchat.domain.model import (
     Author,
     Channel,
@@ -34,6 +35,7 @@ from hotelchat.services.ports import (
     DraftReply,
     Gone,
     InboundRecord,
+    MediaItem,
     ReplyAlreadyStored,
     ReplyClaim,
     ReplyClaimed,
@@ -102,6 +104,24 @@ STORE_INBOUND = """
 STILL_ROUTABLE = "SELECT " + ROUTABLE.format(sender="$1", hotel="$2")
 
 
+def media_item(row: asyncpg.Record) -> MediaItem:
+    return MediaItem(
+        id=row["id"],
+        message_id=row["message_id"],
+        position=row["position"],
+        content_type=row["content_type"],
+        state=MediaState(row["state"]),
+        error=row["error"],
+        size_bytes=row["size_bytes"],
+        storage_key=row["storage_key"],
+        filename=row["filename"],
+        source_url=row["source_url"],
+        media_sid=row["media_sid"],
+        attempts=row["attempts"],
+        twilio_deleted=row["twilio_deleted_at"] is not None,
+    )
+
+
 def _hotel(row: asyncpg.Record) -> HotelProfile:
     return HotelProfile(
         id=row["id"],
@@ -118,11 +138,13 @@ def _hotel(row: asyncpg.Record) -> HotelProfile:
             float(row["monthly_budget_usd"]) if row["monthly_budget_usd"] is not None else None
         ),
         suspended=row["suspended"],
+        image_understanding=row["image_understanding"],
     )
 
 
 HOTEL_COLUMNS = """id, slug, name, timezone, default_language, description, ai_model, ai_enabled,
-                   knowledge_version, context_token_budget, monthly_budget_usd, suspended"""
+                   knowledge_version, context_token_budget, monthly_budget_usd, suspended,
+                   image_understanding"""
 
 
 # Routes of our WhatsApp numbers, kept briefly: every webhook needs one before anything else.
@@ -157,6 +179,10 @@ class PostgresStore:
             auth_token=token,
             hotel_slug=row.get("hotel_slug", ""),
         )
+
+    def route_from_row(self, row: asyncpg.Record) -> SenderRoute:
+        """The route of a `whatsapp_senders` row selected with `SENDER_COLUMNS`."""
+        return self._route(row)
 
     def forget_routes(self) -> None:
         """Drop cached routes (after re-provisioning numbers, e.g. between tests)."""
@@ -311,6 +337,17 @@ class PostgresStore:
             if row is None:
                 # A replay (or a concurrent retry that won): keep nothing of this attempt.
                 raise _DuplicateSid
+            if inbound.media:
+                await conn.executemany(
+                    """INSERT INTO media (hotel_id, message_id, position, source_url, media_sid,
+                                          content_type, state, error)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                    [
+                        (route.hotel_id, row["id"], m.position, m.url, m.media_sid,
+                         m.content_type, "refused" if m.refusal else "pending", m.refusal)
+                        for m in inbound.media
+                    ],
+                )  # fmt: skip
             return InboundRecord(
                 row["id"], row["conversation_id"], duplicate=False, awaiting_reply=True
             )
@@ -466,6 +503,13 @@ class PostgresStore:
                     guest_language=row["guest_language"],
                     history=[Turn(Author(h["author"]), h["body"]) for h in history],
                     month_spend_usd=float(spent),
+                    media=tuple(
+                        media_item(m)
+                        for m in await conn.fetch(
+                            "SELECT * FROM media WHERE message_id = $1 ORDER BY position",
+                            message_id,
+                        )
+                    ),
                 )
             )
 
@@ -612,6 +656,10 @@ class PostgresStore:
                 message_id,
                 lease_seconds,
             )
+            attachments = await conn.fetch(
+                "SELECT * FROM media WHERE message_id = $1 AND state = 'stored' ORDER BY position",
+                message_id,
+            )
             return SendPlan(
                 message_id=message_id,
                 conversation_id=row["conversation_id"],
@@ -620,6 +668,7 @@ class PostgresStore:
                 to_number=row["phone_number"],
                 route=route,
                 reconcile_since=row["send_attempted_at"],
+                media=tuple(media_item(a) for a in attachments),
             )
 
         return await self.db.tenant(hotel_id, work, idempotent=True)

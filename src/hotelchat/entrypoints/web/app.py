@@ -13,9 +13,11 @@ from quart import Quart, Request, Response, g, request
 from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
+from hotelchat.domain.media import MAX_MEDIA_BYTES
 from hotelchat.entrypoints.web import assistant as assistant_api
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
 from hotelchat.entrypoints.web import knowledge as knowledge_pages
+from hotelchat.entrypoints.web import media as media_routes
 from hotelchat.entrypoints.web import service_requests as service_request_api
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
 from hotelchat.entrypoints.web.errors import register_error_handlers
@@ -35,6 +37,8 @@ class HotelChatRequest(Request):
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
         if path == IMPORT_PATH:
             kwargs["max_content_length"] = knowledge.MAX_IMPORT_BYTES + 64 * 1024
+        elif path.endswith("/uploads"):  # media uploads (entrypoints/web/media.py)
+            kwargs["max_content_length"] = MAX_MEDIA_BYTES + 64 * 1024
         super().__init__(method, scheme, path, *args, **kwargs)
 
 
@@ -47,7 +51,8 @@ def create_app(settings: Settings) -> Quart:
     app.config["BODY_TIMEOUT"] = 30  # seconds to receive a request body
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
-    blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat)
+    blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat,
+                  media_routes)  # fmt: skip
     for module in (webhooks, health, login, *blueprints):
         app.register_blueprint(module.blueprint)
 

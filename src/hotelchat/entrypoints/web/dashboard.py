@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from hotelchat.domain.conversation import Action
 from hotelchat.domain.errors import InvalidInput, NotFound
+from hotelchat.domain.media import MediaState, media_kind
 from hotelchat.domain.model import WHATSAPP_WINDOW, ConversationState
 from hotelchat.entrypoints.web.context import container
 from hotelchat.entrypoints.web.security import (
@@ -27,7 +28,7 @@ from hotelchat.entrypoints.web.security import (
 )
 from hotelchat.services import auth, inbox
 from hotelchat.services.notify import summary_payload
-from hotelchat.services.ports import ConversationSummary, MessageView
+from hotelchat.services.ports import ConversationSummary, MediaItem, MessageView
 
 blueprint = Blueprint("dashboard", __name__)
 
@@ -40,8 +41,10 @@ class _Body(BaseModel):
 
 
 class MessageIn(_Body):
-    body: str = Field(min_length=1, max_length=inbox.MAX_BODY_CHARS * 2)
+    body: str = Field(default="", max_length=inbox.MAX_BODY_CHARS * 2)
     client_id: str = Field(min_length=32, max_length=40)
+    # Upload tokens (`POST …/uploads`) of files to send with the message.
+    attachments: list[str] = Field(default_factory=list, max_length=5)
 
 
 class ReadIn(_Body):
@@ -94,6 +97,22 @@ def message_payload(message: MessageView) -> dict[str, Any]:
         "error_code": message.error_code,
         "sources": [dict(source) for source in message.sources],
         "tool_calls": [dict(call) for call in message.tool_calls],
+        "media": [media_payload(item, "/api/media/") for item in message.media],
+    }
+
+
+def media_payload(item: MediaItem, url_prefix: str) -> dict[str, Any]:
+    """One file of a message as JSON: its kind, state (and why, when refused or failed) and,
+    once stored, the authorised URL to fetch it from (`url_prefix` + its id)."""
+    return {
+        "id": item.id,
+        "kind": media_kind(item.content_type),
+        "content_type": item.content_type,
+        "state": item.state.value,
+        "error": item.error,
+        "size": item.size_bytes,
+        "filename": item.filename,
+        "url": f"{url_prefix}{item.id}" if item.state is MediaState.STORED else None,
     }
 
 
@@ -199,6 +218,7 @@ async def send_reply(conversation_id: int) -> tuple[Response, int]:
         checked_id(conversation_id),
         body=body.body,
         client_id=body.client_id,
+        attachments=body.attachments,
     )
     return jsonify(
         {"id": stored.message_id, "conversation": conversation_payload(stored.conversation)}

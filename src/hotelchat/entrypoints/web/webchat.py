@@ -8,6 +8,8 @@ conversation, without the staff's internal notes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response, jsonify, render_template, request
 
 from hotelchat.domain.errors import InvalidInput, Unauthenticated
@@ -86,17 +88,32 @@ async def history(slug: str) -> Response:
     found = await webchat.history(
         container().deps, guest, after=query_int("after"), limit=query_int("limit") or 50
     )
-    return jsonify({"messages": [_guest_view(message_payload(m)) for m in found]})
+    return jsonify({"messages": [_guest_view(message_payload(m), slug) for m in found]})
 
 
 @blueprint.post("/chat/<slug>/messages")
 async def send(slug: str) -> tuple[Response, int]:
     guest = await current_guest(slug)
     body = await parse(MessageIn)
-    record = await webchat.send(container().deps, guest, body=body.body, client_id=body.client_id)
+    record = await webchat.send(
+        container().deps,
+        guest,
+        body=body.body,
+        client_id=body.client_id,
+        attachments=body.attachments,
+    )
     return jsonify({"id": record.message_id}), (200 if record.duplicate else 201)
 
 
-def _guest_view(payload: dict[str, object]) -> dict[str, object]:
-    """What a guest may see of a message: no agent names, no error codes, no responder."""
-    return {key: payload[key] for key in ("id", "direction", "author", "body", "created_at")}
+def _guest_view(payload: dict[str, Any], slug: str) -> dict[str, object]:
+    """What a guest may see of a message: no agent names, no error codes, no responder; its
+    stored files, through the guest's own route."""
+    view: dict[str, object] = {
+        key: payload[key] for key in ("id", "direction", "author", "body", "created_at")
+    }
+    view["media"] = [
+        {"id": m["id"], "kind": m["kind"], "content_type": m["content_type"],
+         "url": f"/chat/{slug}/media/{m['id']}"}
+        for m in payload["media"] if m["url"] is not None
+    ]  # fmt: skip
+    return view
