@@ -51,6 +51,8 @@ TABLES = (
 )
 T = TypeVar("T")
 PUBLIC_URL = "https://hotelchat.test"
+# Media files of every test (the filesystem storage), never under the worktree.
+MEDIA_DIR = Path(tempfile.mkdtemp(prefix="hc-media-"))
 OPENAI_KEY = "sk-test-" + "k" * 24
 
 
@@ -135,6 +137,7 @@ def make_settings(
         "encryption_keys": ENCRYPTION_KEY,
         "reply_lease_seconds": 30.0,
         "log_format": "console",
+        "media_dir": MEDIA_DIR,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -200,10 +200,10 @@ class TwilioMedia:
         when it is larger than `max_bytes` bytes or Twilio says it does not exist (404), and
         `TemporaryFailure` for 5xx, 429, auth failures that may pass, timeouts and transport
         errors."""
-        auth = aiohttp.BasicAuth(route.account_sid, route.auth_token)
+        headers = {"Authorization": aiohttp.encode_basic_auth(route.account_sid, route.auth_token)}
         try:
             with tracing.span("twilio media.fetch", kind=SpanKind.CLIENT):
-                async with self._session.get(url, auth=auth, max_redirects=3) as response:
+                async with self._session.get(url, headers=headers, max_redirects=3) as response:
                     if response.status == 404:
                         raise MediaRefused("Twilio has no such media (deleted or never there)")
                     if response.status != 200:

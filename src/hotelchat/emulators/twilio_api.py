@@ -8,6 +8,14 @@ It speaks the wire format of the real API for the parts HotelChat uses:
 - `GET .../Messages/{Sid}.json`,
 - status callbacks (`queued` -> `sent` -> `delivered` -> `read`) POSTed to the message's
   `StatusCallback`, form-encoded and signed with X-Twilio-Signature like Twilio's.
+- media of inbound messages (`add_media`): `GET .../Messages/{Sid}/Media/{MediaSid}` answers the
+  file to HTTP Basic with that account's SID and auth token only (401 otherwise, 404 once
+  deleted), and `DELETE .../Media/{MediaSid}.json` deletes it (204), as
+  https://www.twilio.com/docs/messaging/api/media-resource describes;
+- `MediaUrl` on a create: each URL is fetched (GET, as Twilio does to check its Content-Type,
+  https://www.twilio.com/docs/messaging/guides/accepted-mime-types); what came back is kept on
+  the message (`EmulatedMessage.media`), and a URL that does not answer 200 fails the message
+  with error 11200 (HTTP retrieval failure).
 https://www.twilio.com/docs/messaging/api/message-resource
 
 Credentials: HTTP Basic with the Account SID and its auth token, as the SDK sends them; any
@@ -62,6 +70,30 @@ class Fault:
 
 
 @dataclass
+class FetchedMedia:
+    """One outbound `MediaUrl` as the emulator fetched it."""
+
+    url: str
+    status: int
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class StoredMedia:
+    """A file of an inbound message, served at its media URL until deleted."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    message_sid: str = ""
+    media_sid: str = ""
+    content_type: str = ""
+    data: bytes = field(default=b"", repr=False)
+    deleted: bool = False
+    downloads: int = 0
+
+
+@dataclass
 class EmulatedMessage:
     sid: str
     account_sid: str
@@ -73,6 +105,8 @@ class EmulatedMessage:
     status_callback: str | None
     auth_token: str = field(repr=False)
     date_sent: datetime | None = None
+    media: list[FetchedMedia] = field(default_factory=list)
+    error_code: int | None = None
 
     def resource(self) -> dict[str, Any]:
         uri = f"{API}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
@@ -84,11 +118,11 @@ class EmulatedMessage:
             "date_sent": format_datetime(self.date_sent) if self.date_sent else None,
             "date_updated": format_datetime(self.date_sent or self.date_created),
             "direction": "outbound-api",
-            "error_code": None,
+            "error_code": self.error_code,
             "error_message": None,
             "from": self.from_,
             "messaging_service_sid": None,
-            "num_media": "0",
+            "num_media": str(len(self.media)),
             "num_segments": "1",
             "price": None,
             "price_unit": "USD",
@@ -129,6 +163,9 @@ class TwilioEmulator:
         self.requests = 0
         self.callback_results: collections.deque[int] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._media: dict[str, StoredMedia] = {}
+        self.media_faults: collections.deque[int] = collections.deque(maxlen=100)
+        self.media_requests = 0  # GETs of media URLs, answered or not
 
     # --- test controls ----------------------------------------------------------------------
 
@@ -142,11 +179,41 @@ class TwilioEmulator:
         with self._lock:
             return [m for m in self._messages if to is None or m.to == to]
 
+    def add_media(
+        self,
+        account_sid: str,
+        auth_token: str,
+        message_sid: str,
+        content_type: str,
+        data: bytes,
+    ) -> str:
+        """Hold a file of inbound message `message_sid`, readable with this account's
+        credentials; returns its MediaUrl (as Twilio puts in the webhook's `MediaUrl{N}`)."""
+        media_sid = "ME" + secrets.token_hex(16)
+        with self._lock:
+            self._media[media_sid] = StoredMedia(
+                account_sid, auth_token, message_sid, media_sid, content_type, data
+            )
+        return f"{self.url}{API}/Accounts/{account_sid}/Messages/{message_sid}/Media/{media_sid}"
+
+    def media(self, media_sid: str) -> StoredMedia:
+        """The inbound file `media_sid` (deleted or not), for tests to inspect."""
+        with self._lock:
+            return self._media[media_sid]
+
+    def fail_media_next(self, status: int, times: int = 1) -> None:
+        """Answer the next `times` media downloads with HTTP `status` (e.g. 503)."""
+        with self._lock:
+            self.media_faults.extend([status] * times)
+
     def reset(self) -> None:
         with self._lock:
             self._messages.clear()
             self._faults.clear()
+            self._media.clear()
+            self.media_faults.clear()
             self.requests = 0
+            self.media_requests = 0
 
     # --- the application --------------------------------------------------------------------
 
@@ -155,6 +222,9 @@ class TwilioEmulator:
         app.router.add_post(API + "/Accounts/{account}/Messages.json", self._create)
         app.router.add_get(API + "/Accounts/{account}/Messages.json", self._list)
         app.router.add_get(API + "/Accounts/{account}/Messages/{sid}.json", self._fetch)
+        media_path = API + "/Accounts/{account}/Messages/{sid}/Media/{media}"
+        app.router.add_get(media_path, self._get_media)
+        app.router.add_delete(media_path, self._delete_media)
         app.router.add_get("/_emulator/messages", self._emulator_messages)
         app.router.add_delete("/_emulator/messages", self._emulator_reset)
         app.on_cleanup.append(self._cancel_callbacks)
@@ -183,14 +253,17 @@ class TwilioEmulator:
         form = await request.post()
         to, from_ = str(form.get("To", "")), str(form.get("From", ""))
         body = str(form.get("Body", ""))
+        media_urls = [str(u) for u in form.getall("MediaUrl", [])]
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
         if not _ADDRESS.fullmatch(to):
             return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if not _ADDRESS.fullmatch(from_):
             return twilio_error(400, 21212, f"Invalid From Number (caller ID): {from_}")
-        if not body:
+        if not body and not media_urls:
             return twilio_error(400, 21602, "Message body is required.")
+        if len(media_urls) > 10:
+            return twilio_error(400, 21623, "Number of media files exceeds allowed limit.")
         if len(body) > MAX_BODY:
             return twilio_error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
@@ -206,6 +279,10 @@ class TwilioEmulator:
             status_callback=str(form["StatusCallback"]) if form.get("StatusCallback") else None,
             auth_token=token,
         )
+        if media_urls:
+            message.media = await self._fetch_media_urls(media_urls)
+            if any(m.status != 200 for m in message.media):
+                message.status, message.error_code = "failed", 11200
         if fault is not None:
             if fault.accept:
                 self._accept(message)
@@ -217,6 +294,64 @@ class TwilioEmulator:
                 return web.json_response(message.resource(), status=201)
         self._accept(message)
         return web.json_response(message.resource(), status=201)
+
+    async def _fetch_media_urls(self, urls: list[str]) -> list[FetchedMedia]:
+        """GET each outbound MediaUrl as Twilio does (no credentials, 10 s, 16 MB at most)."""
+        fetched = []
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for url in urls:
+                try:
+                    async with session.get(url) as response:
+                        data = await response.content.read(16 * 1024 * 1024 + 1)
+                        fetched.append(FetchedMedia(
+                            url, response.status, response.headers.get("Content-Type", ""), data
+                        ))  # fmt: skip
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("emulator.media_fetch_failed", error_class=type(exc).__name__)
+                    fetched.append(FetchedMedia(url, 0, "", b""))
+        return fetched
+
+    def _stored_media(self, request: web.Request) -> StoredMedia | None:
+        media_sid = request.match_info["media"].removesuffix(".json")
+        with self._lock:
+            found = self._media.get(media_sid)
+        if (
+            found is None
+            or found.deleted
+            or found.account_sid != request.match_info["account"]
+            or found.message_sid != request.match_info["sid"]
+        ):
+            return None
+        return found
+
+    async def _get_media(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.media_requests += 1
+        token = self._auth(request)
+        found = self._stored_media(request)
+        if found is not None and token is not None and token != found.auth_token:
+            token = None
+        with self._lock:
+            fault = self.media_faults.popleft() if self.media_faults else None
+        if fault is not None:
+            return twilio_error(fault, 20500 if fault >= 500 else 20001, "Emulated failure")
+        if token is None:
+            return twilio_error(401, 20003, "Authenticate")
+        if found is None:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        found.downloads += 1
+        return web.Response(body=found.data, headers={"Content-Type": found.content_type})
+
+    async def _delete_media(self, request: web.Request) -> web.Response:
+        token = self._auth(request)
+        found = self._stored_media(request)
+        if token is None or (found is not None and token != found.auth_token):
+            return twilio_error(401, 20003, "Authenticate")
+        if found is None:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        found.deleted = True
+        return web.Response(status=204)
 
     def _accept(self, message: EmulatedMessage) -> None:
         with self._lock:

@@ -37,9 +37,13 @@ class HotelChatRequest(Request):
     def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
         if path == IMPORT_PATH:
             kwargs["max_content_length"] = knowledge.MAX_IMPORT_BYTES + 64 * 1024
-        elif path.endswith("/uploads"):  # media uploads (entrypoints/web/media.py)
+        uploads = path.endswith("/uploads")  # media uploads (entrypoints/web/media.py)
+        if uploads:
             kwargs["max_content_length"] = MAX_MEDIA_BYTES + 64 * 1024
         super().__init__(method, scheme, path, *args, **kwargs)
+        if uploads:
+            # Quart's multipart parser reads this property, not the body's limit.
+            self.max_content_length = kwargs["max_content_length"]
 
 
 def create_app(settings: Settings) -> Quart:
