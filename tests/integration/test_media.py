@@ -36,6 +36,7 @@ from tests.helpers import (
     csrf_of,
     inbound,
     login,
+    media_webhook,
     reply_row,
     signature,
 )
@@ -50,16 +51,7 @@ PDF = b"%PDF-1.4\n" + secrets.token_bytes(800) + b"\n%%EOF"
 def with_media(
     tenant: Tenant, twilio: TwilioEmulator, files: list[tuple[str, bytes]], body: str = ""
 ) -> dict[str, str]:
-    """An inbound webhook whose media the emulator holds for this tenant's account."""
-    params = inbound(tenant, body)
-    params["MessageSid"] = params["SmsMessageSid"] = params["SmsSid"] = "MM" + secrets.token_hex(16)
-    params["NumMedia"] = str(len(files))
-    for n, (content_type, data) in enumerate(files):
-        params[f"MediaUrl{n}"] = twilio.add_media(
-            tenant.account_sid, tenant.auth_token, params["MessageSid"], content_type, data
-        )
-        params[f"MediaContentType{n}"] = content_type
-    return params
+    return media_webhook(tenant, twilio, files, body)
 
 
 async def deliver(container: Container, tenant: Tenant, params: dict[str, str]) -> int:

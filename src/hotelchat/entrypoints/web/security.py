@@ -110,7 +110,7 @@ def content_security_policy(*, embeddable: bool) -> str:
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' data:",
+        "img-src 'self' data: blob:",  # blob: the web chat's photos, fetched with its token
         f"connect-src 'self' {websocket}",
         "object-src 'none'",
         "base-uri 'none'",

@@ -36,8 +36,38 @@
     const who = m.author === "guest" ? "guest" : m.author === "agent" ? "agent" : "ai";
     const item = el("li", `bubble ${who}`, "");
     item.dataset.id = m.id;
-    item.append(el("div", "text", m.body));
+    if (m.body) item.append(el("div", "text", m.body));
+    if (m.media && m.media.length) {
+      const box = el("div", "media", "");
+      for (const f of m.media) {
+        if (f.kind === "photo") box.append(photo(f.url));
+      }
+      item.append(box);
+    }
     return item;
+  }
+
+  // The guest's files need their token, which an <img> cannot send: fetch, then show a blob.
+  function photo(url) {
+    const img = el("img", "media-photo", "");
+    img.alt = "Photo";
+    fetch(url, { headers: { Authorization: `Bearer ${state.token}` } })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`HTTP ${r.status}`))))
+      .then((blob) => { img.src = URL.createObjectURL(blob); })
+      .catch(() => { img.alt = "Photo (could not load)"; });
+    return img;
+  }
+
+  async function uploadPhoto(file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const response = await fetch(`/chat/${encodeURIComponent(slug)}/uploads`, {
+      method: "POST", body: form,
+      headers: { Accept: "application/json", Authorization: `Bearer ${state.token}` },
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+    return data.token;
   }
 
   function add(messages) {
@@ -57,11 +87,14 @@
     if (data.messages.length === 100) await catchUp();
   }
 
-  async function send(text) {
+  async function send(text, file) {
     const clientId = crypto.randomUUID();
+    const attachments = file ? [await uploadPhoto(file)] : [];
     for (let attempt = 0; ; attempt++) {
       try {
-        await api("POST", "/messages", { body: text, client_id: clientId });
+        const message = { body: text, client_id: clientId };
+        if (attachments.length) message.attachments = attachments;
+        await api("POST", "/messages", message);
         return;
       } catch (error) {
         if (attempt >= 2 || !(error instanceof TypeError)) throw error;
@@ -120,10 +153,12 @@
     e.preventDefault();
     const input = $("chat-body");
     const text = input.value.trim();
-    if (!text) return;
+    const file = $("chat-photo").files[0];
+    if (!text && !file) return;
     input.value = "";
     try {
-      await send(text);
+      await send(text, file);
+      $("chat-photo").value = "";
       showError("");
       await catchUp();
     } catch (error) {

@@ -169,7 +169,9 @@
       const status = furthest(m.id, m.status);
       meta.append(el("span", `tick status-${status}`, TICKS[status] || status));
     }
-    item.append(meta, el("div", "text", m.body));
+    item.append(meta);
+    if (m.body) item.append(el("div", "text", m.body));
+    if (m.media && m.media.length) item.append(renderMedia(m.media));
     if (m.sources && m.sources.length) {
       // What the assistant's reply was grounded in, for staff to check it.
       const sources = el("div", "sources", "Sources: ");
@@ -183,6 +185,55 @@
       item.append(actions);
     }
     return item;
+  }
+
+  // A message's files: photos inline, other files as download links, and what became of
+  // those that could not be stored (shown to staff as the server states it).
+  function renderMedia(media) {
+    const box = el("div", "media");
+    for (const f of media) {
+      if (f.state === "stored" && f.kind === "photo") {
+        const img = el("img", "media-photo");
+        img.src = f.url;
+        img.alt = "Photo";
+        img.loading = "lazy";
+        const link = el("a", "media-link");
+        link.href = f.url;
+        link.target = "_blank";
+        link.rel = "noopener";
+        link.append(img);
+        box.append(link);
+      } else if (f.state === "stored") {
+        const link = el("a", "media-file", `${f.kind}${f.filename ? `: ${f.filename}` : ""}`);
+        link.href = f.url;
+        link.download = f.filename || "";
+        box.append(link);
+      } else if (f.state === "pending") {
+        box.append(el("span", "media-pending", `${f.kind}: downloading…`));
+      } else {
+        box.append(el("span", "media-problem", `${f.kind} ${f.state}: ${f.error || "unknown reason"}`));
+      }
+    }
+    return box;
+  }
+
+  async function refreshMessage(id) {
+    const data = await api("GET", `/api/conversations/${state.open}/messages?after=${id - 1}&limit=1`);
+    const m = data.messages.find((x) => x.id === id);
+    const old = $("messages").querySelector(`li[data-id="${id}"]`);
+    if (m && old) old.replaceWith(renderMessage(m));
+  }
+
+  async function uploadAttachment(file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const response = await fetch(`/api/conversations/${state.open}/uploads`, {
+      method: "POST", body: form, credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRF-Token": csrf },
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+    return data.token;
   }
 
   function addMessages(messages, { prepend = false } = {}) {
@@ -245,15 +296,19 @@
 
   async function submit(kind) {
     const text = $("body").value.trim();
-    if (!text || !state.open) return;
+    const file = kind === "reply" ? $("attach").files[0] : undefined;
+    if ((!text && !file) || !state.open) return;
     const clientId = crypto.randomUUID();
     const path = `/api/conversations/${state.open}/${kind === "note" ? "notes" : "messages"}`;
     $("send").disabled = $("note").disabled = true;
     try {
+      const attachments = file ? [await uploadAttachment(file)] : [];
       // A retry with the same client id stores the message once.
       for (let attempt = 0; ; attempt++) {
         try {
-          const result = await api("POST", path, { body: text, client_id: clientId });
+          const message = { body: text, client_id: clientId };
+          if (attachments.length) message.attachments = attachments;
+          const result = await api("POST", path, message);
           if (result.conversation) {
             state.conversations.set(state.open, result.conversation);
             renderHead(result.conversation);
@@ -266,6 +321,7 @@
         }
       }
       $("body").value = "";
+      $("attach").value = "";
       showError("");
       await catchUp();
     } catch (error) {
@@ -490,6 +546,9 @@
   });
   socket.on("message", (event) => {
     if (event.conversation_id === state.open) catchUp().catch((e) => showError(e.message));
+  });
+  socket.on("media", (event) => {
+    if (event.conversation_id === state.open) refreshMessage(event.id).catch((e) => showError(e.message));
   });
   socket.on("status", (event) => {
     if (event.conversation_id !== state.open) return;
