@@ -5,7 +5,7 @@ through its short-lived signed link."""
 from __future__ import annotations
 
 import asyncpg
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.browser.pages import log_in, screenshot
@@ -49,9 +49,8 @@ async def test_a_guest_photo_is_shown_inline_and_an_agents_attachment_reaches_tw
     await screenshot(page, "media-photo")
 
     # The agent attaches a PDF and sends it: the emulator fetches it from the signed link.
-    await page.set_input_files(
-        "#attach", files=[{"name": "menu.pdf", "mimeType": "application/pdf", "buffer": PDF}]
-    )
+    menu: FilePayload = {"name": "menu.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    await page.set_input_files("#attach", files=[menu])
     await page.fill("#body", "Here is our menu.")
     await page.click("#send")
     sent_bubble = page.locator("#messages .bubble.agent").last
