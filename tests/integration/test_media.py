@@ -552,3 +552,106 @@ async def test_an_agents_attachment_reaches_twilio_through_a_signed_link(
         # The link is signed: changed, it is not found.
         async with aiohttp.ClientSession() as http, http.get(fetched.url + "x") as answer:
             assert answer.status == 404
+
+
+# --- the web chat ---------------------------------------------------------------------------
+
+
+async def guest_session(client: Client, slug: str) -> tuple[dict[str, str], int]:
+    started = await (await client.post(f"/chat/{slug}/session", json={})).get_json()
+    return {"Authorization": f"Bearer {started['token']}"}, started["conversation_id"]
+
+
+async def test_a_web_chat_guest_sends_a_photo_that_only_they_and_staff_see(
+    web: Web,
+    settings: Settings,
+    tenant: Tenant,
+    openai_emulator: OpenAIEmulator,
+    admin: asyncpg.Connection,
+) -> None:
+    slug = tenant.slug
+    guest, conversation = await guest_session(web.client, slug)
+    intruder, _ = await guest_session(web.client, slug)
+    path = f"/chat/{slug}/uploads"
+    assert (await upload(web.client, path, {}, PNG, "image/png")).status_code == 401
+    pdf = await upload(web.client, path, guest, PDF, "application/pdf")
+    assert (await pdf.get_json())["error"]["message"] == "only photos can be attached here"
+    ok = await upload(web.client, path, guest, PNG, "image/png")
+    assert ok.status_code == 201
+    token = (await ok.get_json())["token"]
+    # Another guest cannot send this guest's upload.
+    stolen = await web.client.post(
+        f"/chat/{slug}/messages",
+        json={"body": "", "client_id": str(uuid.uuid4()), "attachments": [token]},
+        headers=intruder,
+    )
+    assert stolen.status_code == 403
+    sent = await web.client.post(
+        f"/chat/{slug}/messages",
+        json={"body": "", "client_id": str(uuid.uuid4()), "attachments": [token]},
+        headers=guest,
+    )
+    assert sent.status_code == 201, await sent.get_json()
+    history = await (await web.client.get(f"/chat/{slug}/messages", headers=guest)).get_json()
+    [mine] = [m for m in history["messages"] if m["author"] == "guest"]
+    [item] = mine["media"]
+    assert item["kind"] == "photo" and item["url"] == f"/chat/{slug}/media/{item['id']}"
+    own = await web.client.get(item["url"], headers=guest)
+    assert own.status_code == 200 and await own.get_data() == PNG
+    assert (await web.client.get(item["url"], headers=intruder)).status_code == 404
+    assert (await web.client.get(item["url"])).status_code == 401
+    # A photo with no text goes to staff (image understanding is off by default).
+    await run_jobs(settings)
+    reply = await reply_row(admin, mine["id"])
+    assert reply["handoff_reason"] == "the guest sent a photo"
+    assert not openai_emulator.requests
+    assert conversation == reply["conversation_id"]
+
+
+async def test_row_level_security_keeps_media_rows_in_their_hotel(
+    container: Container,
+    settings: Settings,
+    backing: Any,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    twilio_emulator: TwilioEmulator,
+    admin: asyncpg.Connection,
+) -> None:
+    _message_id, media_id = await stored_photo(container, settings, tenant, twilio_emulator)
+    assert container.deps.media is not None
+    assert await container.deps.media.item(tenant.hotel_id, media_id) is not None
+    assert await container.deps.media.item(other_tenant.hotel_id, media_id) is None
+    with pytest.raises(NotFound):
+        await media_service.access_media(container.deps, other_tenant.hotel_id, media_id)
+    conn = await asyncpg.connect(backing.app_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM media") == 0  # no tenant: nothing
+    finally:
+        await conn.close()
+    assert await admin.fetchval("SELECT count(*) FROM media") == 1
+
+
+async def test_the_openai_emulator_takes_image_parts_and_refuses_malformed_ones(
+    openai_emulator: OpenAIEmulator,
+) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=openai_emulator.url + "/v1", api_key="sk-test-" + "k" * 24, max_retries=0
+    )
+    try:
+        good: Any = [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ]
+        answer = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": good}]
+        )
+        assert answer.choices[0].message.content
+        bad: Any = [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]
+        with pytest.raises(openai.BadRequestError, match="Invalid content part"):
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": bad}]
+            )
+    finally:
+        await client.close()

@@ -66,6 +66,9 @@ class NoJobs:
     async def enqueue_send(self, hotel_id: int, message_id: int) -> None:
         raise AssertionError("not queued here")
 
+    async def enqueue_media(self, hotel_id: int, message_id: int) -> None:
+        raise AssertionError("not queued here")
+
     async def enqueue_embedding(self, hotel_id: int) -> None:
         self.queued.append(hotel_id)
 

@@ -244,6 +244,35 @@ def _check_tools(payload: dict[str, Any]) -> web.Response | None:
     return None
 
 
+_DATA_IMAGE = re.compile(r"^data:image/[a-z+.-]+;base64,")
+
+
+def _check_parts(messages: list[dict[str, Any]]) -> web.Response | None:
+    """A user message's content parts must be `text` or `image_url` parts, the image's URL an
+    http(s) or `data:image/…;base64,` URL, as the API requires:
+    https://platform.openai.com/docs/api-reference/chat/create (messages[].content)."""
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for n, part in enumerate(content):
+            where = f"messages.[{index}].content.[{n}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            image = part.get("image_url") if kind == "image_url" else None
+            url = image.get("url") if isinstance(image, dict) else None
+            if kind == "image_url" and message.get("role") != "user":
+                return _invalid(f"Invalid '{where}': images are only allowed in user messages.")
+            if isinstance(url, str) and (
+                url.startswith(("https://", "http://"))
+                or re.match(r"^data:image/[a-z+.-]+;base64,", url)
+            ):
+                continue
+            return _invalid(f"Invalid content part '{where}'.", param=where)
+    return None
+
+
 def _check_tool_messages(messages: list[dict[str, Any]]) -> web.Response | None:
     """The rule OpenAI enforces on a conversation with tool calls: an assistant message's
     `tool_calls` are answered, each, by the `tool` messages right after it (by `tool_call_id`),
@@ -573,7 +602,7 @@ class OpenAIEmulator:
                     f"Invalid 'messages.[{index}]': expected an object with a 'role'.",
                     param=f"messages.[{index}]",
                 )
-        refused = _check_tools(payload) or _check_tool_messages(messages)
+        refused = _check_tools(payload) or _check_tool_messages(messages) or _check_parts(messages)
         if refused is not None:
             return refused
         with self._lock:
