@@ -102,6 +102,7 @@ async def test_every_agent_reads_the_spend_and_only_managers_the_settings(
         "default_model": "gpt-4o-mini",
         "monthly_budget_usd": None,
         "context_token_budget": 2500,
+        "image_understanding": False,
     }
 
 
@@ -141,6 +142,7 @@ async def test_a_manager_changes_what_the_body_names(
         "default_model": "gpt-4o-mini",
         "monthly_budget_usd": 50.0,
         "context_token_budget": 4000,
+        "image_understanding": False,
     }
     assert body["spend"] == {"spent_usd": 0.0, "budget_usd": 50.0, "used": 0.0}
     # Only what is named changes; null means "none" for the budget and "default" for the model.
@@ -241,6 +243,8 @@ async def test_changing_needs_the_csrf_token(
         ({"ai_enabled": "yes"}, "ai_enabled"),
         ({"ai_enabled": 1}, "ai_enabled"),
         ({"ai_enabled": None}, "ai_enabled"),
+        ({"image_understanding": "on"}, "image_understanding"),
+        ({"image_understanding": None}, "image_understanding"),
         ({"ai_model": "gpt 4o; DROP TABLE hotels"}, "model"),
         ({"ai_model": "m" * 101}, "model"),
         ({"ai_model": "m" * 300}, "ai_model"),
@@ -442,6 +446,7 @@ async def test_the_settings_command_shows_and_changes(
         "AI:               on",
         "model:            default (gpt-4o-mini)",
         "context tokens:   2500",
+        "photos to model:  off",
         "monthly budget:   none",
         "spent this month: 1.5000 USD",
     ]
@@ -454,10 +459,17 @@ async def test_the_settings_command_shows_and_changes(
     assert await container.deps.hotels.assistant_settings(tenant.hotel_id) == AssistantSettings(
         ai_enabled=False, ai_model="gpt-4.1", monthly_budget_usd=6.0, context_token_budget=3000
     )
-    back = await cli("--budget", "none", "--model", "default", "--ai", "on")
+    back = await cli(
+        "--budget", "none", "--model", "default", "--ai", "on", "--image-understanding", "on"
+    )
     assert back.returncode == 0, back.stderr
+    assert "photos to model:  on" in back.stdout
     assert await container.deps.hotels.assistant_settings(tenant.hotel_id) == AssistantSettings(
-        ai_enabled=True, ai_model=None, monthly_budget_usd=None, context_token_budget=3000
+        ai_enabled=True,
+        ai_model=None,
+        monthly_budget_usd=None,
+        context_token_budget=3000,
+        image_understanding=True,
     )
     for bad, message in (
         (("--budget", "-3"), "monthly budget"),
@@ -465,6 +477,7 @@ async def test_the_settings_command_shows_and_changes(
         (("--budget", "lots"), "--budget"),
         (("--context-tokens", "5"), "context tokens"),
         (("--ai", "maybe"), "--ai"),
+        (("--image-understanding", "yes"), "--image-understanding"),
     ):
         refused = await cli(*bad)
         assert refused.returncode != 0, bad

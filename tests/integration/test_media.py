@@ -30,6 +30,7 @@ from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import inbound as inbound_service
 from hotelchat.services import media as media_service
 from hotelchat.services import outbound
+from hotelchat.services.assistant_settings import AssistantChanges, change_assistant
 from tests.conftest import PUBLIC_URL, Tenant, create_agent, run_jobs
 from tests.helpers import (
     INBOUND_PATH,
@@ -129,8 +130,9 @@ async def test_image_understanding_passes_the_photo_to_the_model_as_a_content_pa
     openai_emulator: OpenAIEmulator,
     admin: asyncpg.Connection,
 ) -> None:
-    await admin.execute(
-        "UPDATE hotels SET image_understanding = true WHERE id = $1", tenant.hotel_id
+    assert not (await container.deps.hotels.assistant_settings(tenant.hotel_id)).image_understanding
+    await change_assistant(
+        container.deps, tenant.hotel_id, AssistantChanges(image_understanding=True)
     )
     params = with_media(tenant, twilio_emulator, [("image/png", PNG)])
     message_id = await deliver(container, tenant, params)

@@ -327,12 +327,17 @@ def hotels_create(
 @click.option("--context-tokens", type=int, default=None, help="Tokens of prompt: 200 to 100,000.")
 @click.option("--model", default=None, metavar="NAME|default", help="The model; default: ours.")
 @click.option("--ai", type=click.Choice(["on", "off"]), default=None, help="The assistant on/off.")
+@click.option(
+    "--image-understanding", "images", type=click.Choice(["on", "off"]), default=None,
+    help="Guests' photos shown to the model (it must see images); off by default.",
+)  # fmt: skip
 def hotels_settings(
     hotel_slug: str,
     budget: str | None,
     context_tokens: int | None,
     model: str | None,
     ai: str | None,
+    images: str | None,
 ) -> None:
     """Show a hotel's assistant settings and this month's AI spend (in the hotel's time zone),
     after changing those given (as DATABASE_URL, through the application)."""
@@ -350,6 +355,7 @@ def hotels_settings(
         ai_model=KEEP if model is None else None if model == "default" else model,
         monthly_budget_usd=budget_usd,
         context_token_budget=KEEP if context_tokens is None else context_tokens,
+        image_understanding=KEEP if images is None else images == "on",
     )
 
     async def work() -> str:
@@ -367,6 +373,7 @@ def hotels_settings(
             f"AI:               {'on' if now.ai_enabled else 'off'}\n"
             f"model:            {model_name}\n"
             f"context tokens:   {now.context_token_budget}\n"
+            f"photos to model:  {'on' if now.image_understanding else 'off'}\n"
             f"monthly budget:   {limit}\n"
             f"spent this month: {spend.spent_usd:.4f} USD{used}"
         )

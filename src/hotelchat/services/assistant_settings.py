@@ -50,6 +50,7 @@ class AssistantChanges:
     ai_model: str | Keep | None = KEEP
     monthly_budget_usd: float | Keep | None = KEEP
     context_token_budget: int | Keep = KEEP
+    image_understanding: bool | Keep = KEEP  # photos to the model (it must see images)
 
     def changed(self) -> list[str]:
         """The names of the settings this changes."""
@@ -96,6 +97,10 @@ def apply_changes(current: AssistantSettings, changes: AssistantChanges) -> Assi
         if not isinstance(changes.ai_enabled, bool):
             raise InvalidInput("AI: on or off")
         settings = dataclasses.replace(settings, ai_enabled=changes.ai_enabled)
+    if changes.image_understanding is not KEEP:
+        if not isinstance(changes.image_understanding, bool):
+            raise InvalidInput("image understanding: on or off")
+        settings = dataclasses.replace(settings, image_understanding=changes.image_understanding)
     if changes.ai_model is not KEEP:
         settings = dataclasses.replace(settings, ai_model=_model(changes.ai_model))
     if changes.monthly_budget_usd is not KEEP:

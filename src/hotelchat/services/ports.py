@@ -350,6 +350,7 @@ class AssistantSettings:
     ai_model: str | None
     monthly_budget_usd: float | None
     context_token_budget: int
+    image_understanding: bool = False  # guests' photos shown to a vision-capable model
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,13 @@ def _settings(row: asyncpg.Record) -> AssistantSettings:
         ai_model=row["ai_model"],
         monthly_budget_usd=_money(row["monthly_budget_usd"]),
         context_token_budget=row["context_token_budget"],
+        image_understanding=row["image_understanding"],
     )
 
 
 # The columns of hotels behind `AssistantSettings`, named as its fields.
-SETTING_COLUMNS = ("ai_enabled", "ai_model", "monthly_budget_usd", "context_token_budget")
+SETTING_COLUMNS = ("ai_enabled", "ai_model", "monthly_budget_usd", "context_token_budget",
+                   "image_understanding")  # fmt: skip
 
 
 class PostgresHotels:
@@ -74,8 +76,7 @@ class PostgresHotels:
     async def assistant_settings(self, hotel_id: int) -> AssistantSettings:
         async def work(conn: Connection) -> AssistantSettings:
             row = await conn.fetchrow(
-                """SELECT ai_enabled, ai_model, monthly_budget_usd, context_token_budget
-                   FROM hotels WHERE id = $1""",
+                f"SELECT {', '.join(SETTING_COLUMNS)} FROM hotels WHERE id = $1",  # noqa: S608
                 hotel_id,
             )
             if row is None:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from hotelchat.adapters.postgres.database import TENANT_SETTING, Connection, Database
+from hotelchat.adapters.postgres.store import media_item
 from hotelchat.domain.conversation import Action, Ownership, apply
 from hotelchat.domain.errors import Conflict, NotFound
-from hotelchat.domain.media import MediaState
 from hotelchat.domain.model import (
     Author,
     Channel,
@@ -32,7 +32,6 @@ from hotelchat.services.ports import (
     AgentSession,
     ConversationSummary,
     InboundRecord,
-    MediaItem,
     Membership,
     MessageView,
     NewMedia,
@@ -107,19 +106,7 @@ def message_view(row: asyncpg.Record) -> MessageView:
         error_code=row["error_code"],
         sources=tuple(json.loads(row["sources"])) if row["sources"] else (),
         tool_calls=tuple(json.loads(row["tool_calls"])) if row["tool_calls"] else (),
-        media=tuple(
-            MediaItem(
-                id=d["id"],
-                message_id=row["id"],
-                position=d["position"],
-                content_type=d["content_type"],
-                state=MediaState(d["state"]),
-                error=d["error"],
-                size_bytes=d["size_bytes"],
-                filename=d["filename"],
-            )
-            for d in json.loads(row["media"])
-        )
+        media=tuple(media_item({**d, "message_id": row["id"]}) for d in json.loads(row["media"]))
         if row["media"]
         else (),
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 from cachetools import TTLCache
@@ -104,7 +106,9 @@ STORE_INBOUND = """
 STILL_ROUTABLE = "SELECT " + ROUTABLE.format(sender="$1", hotel="$2")
 
 
-def media_item(row: asyncpg.Record) -> MediaItem:
+def media_item(row: asyncpg.Record | Mapping[str, Any]) -> MediaItem:
+    """A `media` row (or the JSON object of one that a timeline query builds, which leaves out
+    where the file is and how it was fetched)."""
     return MediaItem(
         id=row["id"],
         message_id=row["message_id"],
@@ -113,12 +117,12 @@ def media_item(row: asyncpg.Record) -> MediaItem:
         state=MediaState(row["state"]),
         error=row["error"],
         size_bytes=row["size_bytes"],
-        storage_key=row["storage_key"],
+        storage_key=row.get("storage_key"),
         filename=row["filename"],
-        source_url=row["source_url"],
-        media_sid=row["media_sid"],
-        attempts=row["attempts"],
-        twilio_deleted=row["twilio_deleted_at"] is not None,
+        source_url=row.get("source_url"),
+        media_sid=row.get("media_sid"),
+        attempts=row.get("attempts", 0),
+        twilio_deleted=row.get("twilio_deleted_at") is not None,
     )
 
 

@@ -32,12 +32,13 @@ class AssistantIn(_Body):
     ai_model: str | None = Field(default=None, max_length=assistant_settings.MAX_MODEL_CHARS * 2)
     monthly_budget_usd: float | None = Field(default=None, strict=True, allow_inf_nan=False)
     context_token_budget: StrictInt | None = None
+    image_understanding: StrictBool | None = None
 
     def changes(self) -> AssistantChanges:
         """The settings the body names; null `ai_enabled` or `context_token_budget` is refused
         (they have no "none")."""
         given = self.model_fields_set
-        for name in ("ai_enabled", "context_token_budget"):
+        for name in ("ai_enabled", "context_token_budget", "image_understanding"):
             if name in given and getattr(self, name) is None:
                 raise InvalidInput(f"{name}: a value is required")
         return AssistantChanges(
@@ -46,6 +47,9 @@ class AssistantIn(_Body):
             monthly_budget_usd=(self.monthly_budget_usd if "monthly_budget_usd" in given else KEEP),
             context_token_budget=(
                 self.context_token_budget if self.context_token_budget is not None else KEEP
+            ),
+            image_understanding=(
+                self.image_understanding if self.image_understanding is not None else KEEP
             ),
         )
 
@@ -62,6 +66,7 @@ def overview_payload(settings: AssistantSettings, spend: Spend, *, manager: bool
                 "default_model": container().deps.default_model,
                 "monthly_budget_usd": settings.monthly_budget_usd,
                 "context_token_budget": settings.context_token_budget,
+                "image_understanding": settings.image_understanding,
             }
             if manager
             else None

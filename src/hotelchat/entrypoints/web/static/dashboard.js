@@ -473,6 +473,7 @@
 
   function fillSettings(settings) {
     $("ai-enabled").checked = settings.ai_enabled;
+    $("image-understanding").checked = settings.image_understanding;
     $("budget").value = settings.monthly_budget_usd === null ? "" : String(settings.monthly_budget_usd);
     $("context-tokens").value = String(settings.context_token_budget);
     $("model").value = settings.ai_model || "";
@@ -496,6 +497,7 @@
       ai_model: $("model").value.trim() || null,
       monthly_budget_usd: budget === "" ? null : Number(budget),
       context_token_budget: Number($("context-tokens").value),
+      image_understanding: $("image-understanding").checked,
     };
     $("assistant-save").disabled = true;
     try {
