@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -20,10 +20,11 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from hotelchat.adapters.embedded import free_port
+from hotelchat.adapters.queue import create_redis
 from hotelchat.adapters.storage import FilesystemStorage, S3Storage
 from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
-from hotelchat.domain.errors import InvalidInput, NotFound, TemporaryFailure
+from hotelchat.domain.errors import InvalidInput, MediaRefused, NotFound, TemporaryFailure
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.entrypoints.web.app import create_app
@@ -657,3 +658,48 @@ async def test_the_openai_emulator_takes_image_parts_and_refuses_malformed_ones(
             )
     finally:
         await client.close()
+
+
+async def test_downloads_a_lost_job_left_behind_are_queued_again_by_the_sweeper(
+    container: Container,
+    settings: Settings,
+    backing: Any,
+    tenant: Tenant,
+    twilio_emulator: TwilioEmulator,
+    admin: asyncpg.Connection,
+) -> None:
+    params = with_media(tenant, twilio_emulator, [("image/jpeg", JPEG)], body="Hello")
+    message_id = await deliver(container, tenant, params)
+    redis = create_redis(backing.redis_url, timeout=5)
+    try:
+        assert await redis.delete(f"arq:job:media:{message_id}") == 1  # the job is lost
+        await redis.zrem("arq:queue", f"media:{message_id}")
+    finally:
+        await redis.aclose()
+    assert await media_service.requeue_stalled(container.deps, min_age_seconds=60) == 0  # too new
+    await admin.execute("UPDATE media SET created_at = now() - interval '2 minutes'")
+    assert await media_service.requeue_stalled(container.deps, min_age_seconds=60) == 1
+    await run_jobs(settings)
+    [row] = await media_rows(admin, message_id)
+    assert row["state"] == "stored"
+
+
+async def test_the_emulator_serves_media_only_to_the_accounts_own_credentials(
+    container: Container, tenant: Tenant, twilio_emulator: TwilioEmulator
+) -> None:
+    params = with_media(tenant, twilio_emulator, [("image/jpeg", JPEG)])
+    source = container.deps.media_source
+    assert source is not None
+    route = await container.store.route_whatsapp_sender(tenant.phone_number)
+    assert route is not None
+    wrong = replace(route, auth_token="not-the-token")
+    with pytest.raises(TemporaryFailure, match="401"):
+        await source.download(wrong, params["MediaUrl0"], max_bytes=1024 * 1024)
+    with pytest.raises(TemporaryFailure):
+        await source.delete(wrong, params["MessageSid"], sid_of(params["MediaUrl0"]))
+    got = await source.download(route, params["MediaUrl0"], max_bytes=1024 * 1024)
+    assert got.data == JPEG and got.content_type == "image/jpeg"
+    await source.delete(route, params["MessageSid"], sid_of(params["MediaUrl0"]))
+    await source.delete(route, params["MessageSid"], sid_of(params["MediaUrl0"]))  # gone: fine
+    with pytest.raises(MediaRefused):
+        await source.download(route, params["MediaUrl0"], max_bytes=1024 * 1024)
