@@ -24,7 +24,13 @@ from hotelchat.adapters.queue import create_redis
 from hotelchat.adapters.storage import FilesystemStorage, S3Storage
 from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
-from hotelchat.domain.errors import InvalidInput, MediaRefused, NotFound, TemporaryFailure
+from hotelchat.domain.errors import (
+    InvalidInput,
+    MediaRefused,
+    NotFound,
+    TemporaryFailure,
+    Unavailable,
+)
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.entrypoints.web.app import create_app
@@ -703,3 +709,26 @@ async def test_the_emulator_serves_media_only_to_the_accounts_own_credentials(
     await source.delete(route, params["MessageSid"], sid_of(params["MediaUrl0"]))  # gone: fine
     with pytest.raises(MediaRefused):
         await source.download(route, params["MediaUrl0"], max_bytes=1024 * 1024)
+
+
+async def test_storage_down_keeps_the_media_pending_for_the_retry(
+    build_container: Callable[..., Awaitable[Container]],
+    container: Container,
+    tmp_path: Any,
+    tenant: Tenant,
+    twilio_emulator: TwilioEmulator,
+    admin: asyncpg.Connection,
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where the media folder should be")
+    broken = await build_container(media_dir=not_a_folder)
+    params = with_media(tenant, twilio_emulator, [("image/jpeg", JPEG)], body="Hi")
+    message_id = await deliver(broken, tenant, params)
+    with pytest.raises(Unavailable):
+        await media_service.download_media(broken.deps, tenant.hotel_id, message_id)
+    [row] = await media_rows(admin, message_id)
+    assert (row["state"], row["claimed_until"]) == ("pending", None)  # free for the retry
+    assert not twilio_emulator.media(sid_of(params["MediaUrl0"])).deleted
+    assert await media_service.download_media(container.deps, tenant.hotel_id, message_id) == (
+        "stored 1, refused 0, failed 0, retry 0"
+    )

@@ -14,6 +14,7 @@ nothing left to do.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 
@@ -85,8 +86,18 @@ async def download_media(deps: Deps, hotel_id: int, message_id: int) -> str:
     if claim is None:
         return "gone"
     counts = {"stored": 0, "refused": 0, "failed": 0, "retry": 0}
-    for item in claim.items:
-        outcome = await _one(deps, store, storage, hotel_id, claim.route, claim.message_sid, item)
+    for n, item in enumerate(claim.items):
+        try:
+            outcome = await _one(
+                deps, store, storage, hotel_id, claim.route, claim.message_sid, item
+            )
+        except BaseException:
+            # Storage or PostgreSQL down, or cancelled: let the retry take these at once
+            # rather than wait out their leases. Best effort; the leases expire anyway.
+            with contextlib.suppress(Unavailable):
+                for left in claim.items[n:]:
+                    await store.release(hotel_id, left.id, "")
+            raise
         counts[outcome] += 1
     if counts["stored"] or counts["refused"] or counts["failed"]:
         await notify.media_changed(deps, claim.conversation_id, message_id)
