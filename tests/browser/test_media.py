@@ -5,7 +5,7 @@ through its short-lived signed link."""
 from __future__ import annotations
 
 import asyncpg
-from playwright.async_api import FilePayload, Page, expect
+from playwright.async_api import Browser, FilePayload, Page, expect
 
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from tests.browser.pages import log_in, screenshot
@@ -65,3 +65,39 @@ async def test_a_guest_photo_is_shown_inline_and_an_agents_attachment_reaches_tw
     assert fetched.url.startswith(live.url + "/media/")
     assert (fetched.status, fetched.content_type, fetched.data) == (200, "application/pdf", PDF)
     assert sent.status != "failed"
+
+
+async def test_a_web_chat_guest_sends_a_photo_that_the_agent_sees_inline(
+    browser: Browser, page: Page, live: Live, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    await page.goto(f"{live.url}/chat/{tenant.slug}")
+    await expect(page.locator("#chat-status")).to_have_text("online")
+    shot: FilePayload = {"name": "bill.png", "mimeType": "image/png", "buffer": tiny_png(10, 30)}
+    await page.set_input_files("#chat-photo", files=[shot])
+    await page.press("#chat-body", "Enter")
+    mine = page.locator("#chat-messages .bubble.guest img.media-photo")
+    await expect(mine).to_be_visible()
+    await page.wait_for_function(
+        "() => { const i = document.querySelector('#chat-messages img.media-photo');"
+        " return i && i.complete && i.naturalWidth === 10; }"
+    )
+    # A file that is not a photo is refused on the guest's side with WhatsApp's reason.
+    text: FilePayload = {"name": "a.pdf", "mimeType": "application/pdf", "buffer": PDF}
+    await page.set_input_files("#chat-photo", files=[text])
+    await page.press("#chat-body", "Enter")
+    await expect(page.locator("#chat-error")).to_have_text("only photos can be attached here")
+
+    await create_agent(admin, "ana@a.test", [tenant.slug])
+    agent_context = await browser.new_context()
+    agent = await agent_context.new_page()
+    try:
+        await log_in(agent, live, "ana@a.test")
+        await agent.locator(".conversation-row").first.click()
+        image = agent.locator("#messages .bubble.guest img.media-photo")
+        await expect(image).to_be_visible()
+        await agent.wait_for_function(
+            "() => { const i = document.querySelector('#messages img.media-photo');"
+            " return i && i.complete && i.naturalHeight === 30; }"
+        )
+    finally:
+        await agent_context.close()
