@@ -732,3 +732,23 @@ async def test_storage_down_keeps_the_media_pending_for_the_retry(
     assert await media_service.download_media(container.deps, tenant.hotel_id, message_id) == (
         "stored 1, refused 0, failed 0, retry 0"
     )
+
+
+async def test_a_refused_photo_goes_to_staff_even_with_image_understanding(
+    container: Container,
+    settings: Settings,
+    tenant: Tenant,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
+    admin: asyncpg.Connection,
+) -> None:
+    await change_assistant(
+        container.deps, tenant.hotel_id, AssistantChanges(image_understanding=True)
+    )
+    params = with_media(tenant, twilio_emulator, [("image/jpeg", b"<html>not a photo</html>")])
+    message_id = await deliver(container, tenant, params)
+    await run_jobs(settings)
+    assert [r["state"] for r in await media_rows(admin, message_id)] == ["refused"]
+    reply = await reply_row(admin, message_id)
+    assert reply["handoff_reason"] == "the guest sent a photo"
+    assert not openai_emulator.requests  # nothing to show the model, nothing asked

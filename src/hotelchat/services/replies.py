@@ -200,9 +200,12 @@ async def draft_reply(
     provider is in outage (a holding message and a handoff); the cached answer to the same first
     question when there is one; else the model, grounded in the best knowledge-base passages,
     with tools, its reply checked (`domain.guard`) before anyone sees it. Without a chat model:
-    the best knowledge-base passage, or a handoff. Raises `ReplyStopped` when an agent takes the
-    conversation over while the model answers, and `TemporaryFailure` when no model call slot
-    came free in time.
+    the best knowledge-base passage, or a handoff. What the guest sent besides text is named
+    after the question ("the guest sent a photo"); media alone goes to staff, unless the hotel
+    shows photos to the model (image understanding), which then sees them. Raises
+    `ReplyStopped` when an agent takes the conversation over while the model answers, and
+    `TemporaryFailure` when no model call slot came free in time or a photo the model is to
+    see is still being downloaded.
     """
     hotel = context.hotel
     language = pick_language(
@@ -211,7 +214,9 @@ async def draft_reply(
     images: tuple[str, ...] = ()
     if context.media:
         sent = describe_media([m.content_type for m in context.media])
-        if not context.question.strip() and not _sees_images(deps, context):
+        if _sees_images(deps, context):
+            images = await _image_urls(deps, hotel_id, context)
+        if not context.question.strip() and not images:
             # A photo, voice note or file with no text: staff can see it, the assistant not.
             return DraftReply(
                 body=handoff_message(language),
@@ -221,8 +226,6 @@ async def draft_reply(
                 handoff_reason=sent,
                 handoff_kind="media",
             )
-        if _sees_images(deps, context):
-            images = await _image_urls(deps, hotel_id, context)
         context = replace(context, question=f"{context.question}\n\n({sent})".strip())
     if deps.chat_model is None:
         retrieval = await knowledge.retrieve(
