@@ -115,16 +115,15 @@ class S3Storage:
         }
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
-        self._opening = asyncio.Lock()
 
     async def _s3(self) -> Any:
+        """The client, made at first use. No lock: opening one may resolve credentials over
+        the network; two first uses at once make two clients, both closed by `close()`."""
         if self._client is None:
-            async with self._opening:  # held only while the client object is made, no I/O
-                if self._client is None:
-                    session = get_session()
-                    self._client = await self._stack.enter_async_context(
-                        session.create_client("s3", **self._kwargs)
-                    )
+            client = await self._stack.enter_async_context(
+                get_session().create_client("s3", **self._kwargs)
+            )
+            self._client = self._client or client
         return self._client
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
