@@ -56,7 +56,8 @@ def split_message(text: str, *, limit: int = MAX_OUTBOUND_CHARS, language: str =
 
     A text within the limit is one part. Otherwise each part ends at the last paragraph break
     that leaves it at least half full, else the last line break, else the last sentence end
-    (in `language`, an ISO 639-1 code), else the last whitespace, else exactly at `limit` (a word longer than the limit).
+    (in `language`, an ISO 639-1 code), else the last whitespace, else exactly at `limit` (a
+    word longer than the limit).
     Parts are stripped and never empty; joining them with whitespace gives back `text` up to
     the whitespace at the cuts. Raises `ValueError` for a `limit` under 1 character.
     """

@@ -17,6 +17,8 @@ Guest namespace (`/guest`), to the guest's room: `message {id}`, `ai_delta`, `ai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hotelchat.domain.conversation import (
     AGENT_NAMESPACE,
     GUEST_NAMESPACE,
@@ -95,12 +97,25 @@ async def message_added(
 
 
 async def status_changed(
-    deps: Deps, conversation_id: int, message_id: int, status: DeliveryStatus
+    deps: Deps,
+    conversation_id: int,
+    message_id: int,
+    status: DeliveryStatus,
+    *,
+    parts: Sequence[DeliveryStatus] | None = None,
 ) -> None:
-    """A delivery tick for the conversation's watchers."""
+    """A delivery tick for the conversation's watchers; `parts` are the ticks of each part of a
+    message sent in parts, in order."""
+    payload: dict[str, object] = {
+        "conversation_id": conversation_id,
+        "id": message_id,
+        "status": status.value,
+    }
+    if parts is not None:
+        payload["parts"] = [p.value for p in parts]
     await deps.events.emit(
         "status",
-        {"conversation_id": conversation_id, "id": message_id, "status": status.value},
+        payload,
         room=conversation_room(conversation_id),
         namespace=AGENT_NAMESPACE,
     )
