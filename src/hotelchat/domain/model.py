@@ -46,6 +46,7 @@ class Responder(enum.StrEnum):
     KNOWLEDGE_BASE = "knowledge_base"  # the best knowledge-base passage, no model
     HOLDING = "holding"  # the model failed; a holding message and a handoff
     CACHE = "cache"  # the model's earlier answer to the same question (response cache)
+    CONSENT = "consent"  # the confirmation of an opt-out or opt-in keyword (STOP, START…)
 
 
 class ReplyState(enum.StrEnum):

@@ -50,6 +50,7 @@ def summary_payload(summary: ConversationSummary) -> dict[str, object]:
         "awaiting_human_since": (
             summary.awaiting_human_since.isoformat() if summary.awaiting_human_since else None
         ),
+        "opted_out_at": summary.opted_out_at.isoformat() if summary.opted_out_at else None,
     }
 
 

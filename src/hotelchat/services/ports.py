@@ -244,6 +244,7 @@ class ConversationSummary:
     unread: int
     handoff_reason: str | None
     awaiting_human_since: datetime | None
+    opted_out_at: datetime | None = None  # the guest opted out of proactive messages then
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +263,7 @@ class MessageView:
     error_code: str | None
     sources: tuple[Mapping[str, object], ...] = ()
     tool_calls: tuple[Mapping[str, object], ...] = ()  # [{name, arguments, outcome}]
+    parts: tuple[DeliveryStatus, ...] = ()  # each part's status, for a message sent in parts
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,7 @@ def message_payload(message: MessageView) -> dict[str, Any]:
         "error_code": message.error_code,
         "sources": [dict(source) for source in message.sources],
         "tool_calls": [dict(call) for call in message.tool_calls],
+        "parts": [status.value for status in message.parts],
     }
 
 
