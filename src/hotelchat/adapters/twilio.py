@@ -152,7 +152,9 @@ class TwilioWhatsApp:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
-            wait=wait_exponential_jitter(initial=self._backoff, max=MAX_RATE_LIMIT_WAIT),
+            wait=wait_exponential_jitter(
+                multiplier=self._backoff, max=MAX_RATE_LIMIT_WAIT, jitter=self._backoff
+            ),
             retry=retry_if_exception(_rate_limited),
             before_sleep=_log_rate_limited,
             reraise=True,
