@@ -14,7 +14,7 @@ from hotelchat.domain.consent import OPTED_IN_CONFIRMATION, OPTED_OUT_CONFIRMATI
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.services import consent, inbound, replies
-from tests.conftest import PUBLIC_URL, Tenant
+from tests.conftest import PUBLIC_URL, Backing, Tenant
 from tests.helpers import GUEST, INBOUND_PATH, receive, signature
 from tests.helpers import inbound as inbound_params
 
@@ -184,3 +184,37 @@ async def test_configured_keywords_replace_a_languages_defaults(
     # BAJA was Spanish's default; the configured list replaced it.
     await admin.execute("UPDATE guest_consents SET opted_out = false")
     assert (await answer(container, tenant, "BAJA"))[1] == "sent"
+
+
+async def test_consents_and_message_parts_are_row_level_secured(
+    container: Container, tenant: Tenant, other_tenant: Tenant, backing: Backing,
+    admin: asyncpg.Connection, openai_emulator: OpenAIEmulator,
+) -> None:  # fmt: skip
+    await answer(container, tenant, "STOP")
+    openai_emulator.answer_next("Our concierge can book a table for you tonight. " * 70)
+    assert (await answer(container, tenant, "Ideas for tonight?"))[1] == "sent in 3 parts"
+    tables = ("guest_consents", "message_parts")
+    for table in tables:
+        assert await admin.fetchval(f"SELECT count(*) FROM {table}") > 0, table
+    conn = await asyncpg.connect(backing.app_dsn)
+    try:
+        for hotel, expected in ((None, False), (other_tenant.hotel_id, False),
+                                (tenant.hotel_id, True)):  # fmt: skip
+            async with conn.transaction():
+                if hotel is not None:
+                    await conn.execute(
+                        "SELECT set_config('hotelchat.hotel_id', $1, true)", str(hotel)
+                    )
+                for table in tables:
+                    seen = await conn.fetchval(f"SELECT count(*) FROM {table}")
+                    assert (seen > 0) is expected, (table, hotel)
+                    if hotel == other_tenant.hotel_id:
+                        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                            async with conn.transaction():
+                                await conn.execute(
+                                    "INSERT INTO guest_consents (hotel_id, guest_id, opted_out,"
+                                    " keyword) VALUES ($1, 1, true, 'STOP')",
+                                    tenant.hotel_id,
+                                )
+    finally:
+        await conn.close()
