@@ -22,7 +22,8 @@ from hotelchat.emulators.twilio_api import Fault, TwilioEmulator
 from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import outbound, replies
 from tests.conftest import Tenant, create_agent
-from tests.helpers import GUEST, STATUS_PATH, csrf_of, login, post, receive, signed
+from tests.helpers import STATUS_PATH, csrf_of, login, post, receive, signed
+from tests.integration.test_status_callbacks import callback
 
 Build = Callable[..., Awaitable[Container]]
 
@@ -139,14 +140,6 @@ async def test_a_part_twilio_took_without_answering_is_found_not_sent_again(
     parts = await parts_of(admin, reply_id)
     assert [p["provider_sid"] for p in parts] == [m.sid for m in twilio_emulator.sent()]
     assert twilio_emulator.requests == 3
-
-
-def callback(tenant: Tenant, sid: str, status: str, **extra: str) -> dict[str, str]:
-    return {
-        "AccountSid": tenant.account_sid, "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp",
-        "From": f"whatsapp:{tenant.phone_number}", "To": f"whatsapp:{GUEST}",
-        "MessageSid": sid, "MessageStatus": status, "SmsSid": sid, "SmsStatus": status, **extra,
-    }  # fmt: skip
 
 
 async def tick(client: Client, signer: Tenant, params: dict[str, str], query: str) -> int:

@@ -15,11 +15,11 @@ import time
 
 import structlog
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hotelchat.adapters.security import limits_storage
 from hotelchat.domain.errors import SendError
 
 log = structlog.get_logger(__name__)
@@ -38,13 +38,7 @@ class RedisSendPacer:
     def __init__(
         self, redis: Redis, *, per_second: int, max_wait_seconds: float, timeout: float
     ) -> None:
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix="hotelchat-pace",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = MovingWindowRateLimiter(limits_storage(redis, "hotelchat-pace"))
         self._item = RateLimitItemPerSecond(per_second)
         self._max_wait = max_wait_seconds
         self._timeout = timeout
