@@ -44,10 +44,14 @@ async def test_a_worker_killed_between_parts_sends_each_part_once_in_order(
     assert 3400 < len(LONG) < 3600
     base = fast_restart_env["PUBLIC_BASE_URL"]
     openai_emulator.answer_next(LONG)
-    # Part 1 goes through; Twilio holds part 2's request (having stored it, or not) while the
-    # worker is killed.
+    # Part 1 goes through; Twilio holds part 2's request while the worker is killed, having
+    # stored it (taken) or not (lost: it answers an error after the delay, storing nothing, so a
+    # request still open when this test ends cannot land in the next one).
     twilio_emulator.fail_next(twilio_api.Fault())
-    twilio_emulator.fail_next(twilio_api.Fault(accept=taken, delay=30))
+    if taken:
+        twilio_emulator.fail_next(twilio_api.Fault(accept=True, delay=30))
+    else:
+        twilio_emulator.fail_next(twilio_api.Fault(status=500, code=20500, delay=30))
     spawn("web", ["serve"], fast_restart_env)
     first = spawn("worker", ["worker"], fast_restart_env)
     await wait_ready(base)

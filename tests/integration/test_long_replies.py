@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 from quart.typing import TestClientProtocol as Client
+from twilio.base.exceptions import TwilioRestException
 
 from hotelchat.bootstrap import Container
 from hotelchat.config import Settings
-from hotelchat.domain.errors import TemporaryFailure
+from hotelchat.domain.errors import SendError, TemporaryFailure
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import Fault, TwilioEmulator
 from hotelchat.entrypoints.web.app import create_app
@@ -278,3 +279,21 @@ async def test_sends_are_paced_per_sender_number(
     # No second holds more than 4 sends: any 5 in a row span at least a second (a little less
     # is the gap between Redis's clock and this process's).
     assert all(times[i + 4] - times[i] >= 0.9 for i in range(len(times) - 4))
+
+
+async def test_the_emulators_429_reaches_us_as_twilios_error_through_the_official_client(
+    build_container: Build, tenant: Tenant, twilio_emulator: TwilioEmulator
+) -> None:
+    container = await build_container(openai_api_key=None, twilio_rate_limit_retries=0)
+    (route,) = await container.store.whatsapp_senders(tenant.hotel_id)
+    twilio_emulator.fail_next(Fault(status=429, code=20429))
+    with pytest.raises(SendError) as caught:
+        await container.deps.whatsapp.send(
+            route, to_number="+15551234567", body="Hello", status_callback=None
+        )
+    error = caught.value
+    assert (error.status, error.provider_code, error.retryable, error.maybe_sent) == (
+        429, 20429, True, False
+    )  # fmt: skip
+    assert isinstance(error.__cause__, TwilioRestException)
+    assert "Too Many Requests" in str(error.__cause__)

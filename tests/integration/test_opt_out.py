@@ -10,12 +10,14 @@ import asyncpg
 import pytest
 
 from hotelchat.bootstrap import Container
+from hotelchat.config import Settings
 from hotelchat.domain.consent import OPTED_IN_CONFIRMATION, OPTED_OUT_CONFIRMATION
 from hotelchat.emulators.openai_api import OpenAIEmulator
 from hotelchat.emulators.twilio_api import TwilioEmulator
+from hotelchat.entrypoints.web.app import create_app
 from hotelchat.services import consent, inbound, replies
-from tests.conftest import PUBLIC_URL, Backing, Tenant
-from tests.helpers import GUEST, INBOUND_PATH, receive, signature
+from tests.conftest import PUBLIC_URL, Backing, Tenant, create_agent
+from tests.helpers import GUEST, INBOUND_PATH, login, receive, signature
 from tests.helpers import inbound as inbound_params
 
 Build = Callable[..., Awaitable[Container]]
@@ -218,3 +220,23 @@ async def test_consents_and_message_parts_are_row_level_secured(
                                 )
     finally:
         await conn.close()
+
+
+async def test_agents_see_the_opt_out_over_the_api_of_their_hotel_only(
+    settings: Settings, container: Container, tenant: Tenant, other_tenant: Tenant,
+    admin: asyncpg.Connection,
+) -> None:  # fmt: skip
+    await answer(container, tenant, "STOP")
+    conversation_id = await admin.fetchval("SELECT id FROM conversations")
+    await create_agent(admin, "ana@a.test", [tenant.slug])
+    await create_agent(admin, "bo@b.test", [other_tenant.slug])
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        assert await login(client, "ana@a.test") == 303
+        response = await client.get(f"/api/conversations/{conversation_id}")
+        body = await response.get_json()
+        assert body["opted_out_at"] is not None
+        other = test_app.test_client()
+        assert await login(other, "bo@b.test") == 303
+        assert (await other.get(f"/api/conversations/{conversation_id}")).status_code == 404
