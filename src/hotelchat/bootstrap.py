@@ -16,12 +16,15 @@ from hotelchat.adapters.embeddings import LocalE5Embeddings, OpenAIEmbeddings
 from hotelchat.adapters.kubernetes import KubernetesCluster
 from hotelchat.adapters.language import FastTextLanguages
 from hotelchat.adapters.openai_chat import OpenAIChatModel, create_client
+from hotelchat.adapters.pacing import RedisSendPacer
+from hotelchat.adapters.postgres.consents import PostgresConsents
 from hotelchat.adapters.postgres.database import Database, PoolConfig, create_pool
 from hotelchat.adapters.postgres.hotels import PostgresHotels
 from hotelchat.adapters.postgres.inbox import PostgresAgents, PostgresInbox
 from hotelchat.adapters.postgres.knowledge import PostgresKnowledge
 from hotelchat.adapters.postgres.media import PostgresMedia
 from hotelchat.adapters.postgres.migrate import verify_app_role, verify_operator_role
+from hotelchat.adapters.postgres.parts import PostgresMessageParts
 from hotelchat.adapters.postgres.provisioning import ProvisioningPool
 from hotelchat.adapters.postgres.reservations import PostgresReservations
 from hotelchat.adapters.postgres.service_requests import PostgresServiceRequests
@@ -236,7 +239,11 @@ async def build(
         knowledge_base=PostgresKnowledge(db),
         embeddings=_embeddings(settings),
         jobs=ArqJobQueue(redis, timeout=settings.redis_timeout_seconds),
-        whatsapp=TwilioWhatsApp(twilio_http),
+        whatsapp=TwilioWhatsApp(
+            twilio_http,
+            rate_limit_retries=settings.twilio_rate_limit_retries,
+            rate_limit_backoff_seconds=settings.twilio_rate_limit_backoff_seconds,
+        ),
         signatures=TwilioSignatures(),
         languages=FastTextLanguages(),
         passwords=Argon2Passwords(),
@@ -291,6 +298,15 @@ async def build(
         media_source=twilio_media,
         media_base_url=settings.twilio_media_base_url,
         public_url=settings.public_url,
+        parts=PostgresMessageParts(db),
+        consents=PostgresConsents(db),
+        pacer=RedisSendPacer(
+            redis,
+            per_second=settings.whatsapp_sends_per_second,
+            max_wait_seconds=settings.whatsapp_pacing_max_wait_seconds,
+            timeout=settings.redis_timeout_seconds,
+        ),
+        opt_out_keywords=settings.keyword_table(),
     )
     return Container(
         settings=settings,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hotelchat.domain.consent import KeywordTable
 from hotelchat.domain.pricing import Price
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
@@ -251,6 +252,37 @@ class Settings(BaseSettings):
     twilio_timeout_seconds: PositiveSeconds = Field(
         default=10.0, description="Per Twilio API request."
     )
+    twilio_rate_limit_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of a send Twilio refused with 429 / error 20429 (never processed, "
+        "safe to retry), with exponential backoff, before the job retries it later.",
+    )
+    twilio_rate_limit_backoff_seconds: PositiveSeconds = Field(
+        default=1.0,
+        description="First wait after a 429 from Twilio; doubles per retry, at most 8 s.",
+    )
+    whatsapp_sends_per_second: int = Field(
+        default=80,
+        ge=1,
+        le=1000,
+        description="Sends per second per WhatsApp sender number, counted across every worker "
+        "in Redis (Twilio's default WhatsApp throughput is 80 per sender).",
+    )
+    whatsapp_pacing_max_wait_seconds: PositiveSeconds = Field(
+        default=10.0,
+        description="Longest a send waits for its sender's pace; past that the job retries later.",
+    )
+    opt_out_keywords: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Opt-out keywords per language as JSON, e.g. {"es": ["BAJA", "PARAR"]}; a '
+        "language named here replaces its defaults (en es pt fr de it nl have defaults).",
+    )
+    opt_in_keywords: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Opt-in keywords per language as JSON, e.g. {"es": ["ALTA"]}; as above.',
+    )
 
     # --- Media ------------------------------------------------------------------------------
     s3_bucket: str | None = Field(
@@ -357,6 +389,19 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters")
         return value
+
+    @model_validator(mode="after")
+    def _keywords(self) -> Settings:
+        for language in [*self.opt_out_keywords, *self.opt_in_keywords]:
+            if not (len(language) == 2 and language.isascii() and language.islower()):
+                raise ValueError(f"keyword language {language!r} is not an ISO 639-1 code")
+        self.keyword_table()  # raises ValueError for an empty, long or contradictory keyword
+        return self
+
+    def keyword_table(self) -> KeywordTable:
+        """The opt-out and opt-in keywords: the defaults, with the languages configured in
+        OPT_OUT_KEYWORDS / OPT_IN_KEYWORDS replaced."""
+        return KeywordTable(self.opt_out_keywords, self.opt_in_keywords)
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> Settings:

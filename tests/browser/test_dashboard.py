@@ -17,13 +17,16 @@ from tests.live import TIMEOUT, Live
 
 
 async def status_callback(
-    live: Live, tenant: Tenant, message_id: int, sid: str, status: str
+    live: Live, tenant: Tenant, message_id: int, sid: str, status: str, part: int | None = None
 ) -> None:
+    """POST Twilio's signed status callback for message `message_id` (its `part`, if given)."""
     params = {
         "AccountSid": tenant.account_sid, "From": f"whatsapp:{tenant.phone_number}",
         "To": "whatsapp:+15551234567", "MessageSid": sid, "MessageStatus": status,
     }  # fmt: skip
     url = f"{live.url}{STATUS_PATH}?message_id={message_id}"
+    if part is not None:
+        url += f"&part={part}"
     headers = {"X-Twilio-Signature": sign(tenant.auth_token, url, params)}
     async with (
         aiohttp.ClientSession(timeout=TIMEOUT) as http,

@@ -568,15 +568,18 @@ async def test_prompt_injection_from_knowledge_base_text_is_harmless(
     assert "AMA-2002" not in twilio_emulator.sent()[0].body
 
 
-async def test_a_huge_reply_is_cut_to_whatsapps_limit(
+async def test_a_huge_reply_is_cut_to_the_reply_limit_and_sent_in_parts(
     container: Container, tenant: Tenant, admin: asyncpg.Connection,
     openai_emulator: OpenAIEmulator, twilio_emulator: TwilioEmulator,
 ) -> None:  # fmt: skip
-    openai_emulator.answer_next("Breakfast is served from 7:00 to 10:30 in the restaurant. " * 60)
+    openai_emulator.answer_next("Breakfast is served from 7:00 to 10:30 in the restaurant. " * 100)
     message_id = await receive(container, tenant, "Breakfast?")
     await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
-    body = twilio_emulator.sent()[0].body
-    assert len(body) <= replies.MAX_REPLY_CHARS and body.endswith("restaurant.")
+    bodies = [m.body for m in twilio_emulator.sent()]
+    # Cut to 4,800 characters at a sentence end, then into parts of whole sentences.
+    assert len(bodies) == 4
+    assert all(len(b) <= 1600 and b.endswith("restaurant.") for b in bodies)
+    assert len(" ".join(bodies)) <= replies.MAX_REPLY_CHARS
 
 
 async def test_history_is_trimmed_to_the_hotels_token_budget(

@@ -336,8 +336,8 @@ async def test_state_changes_need_the_csrf_token(web: Web, agent: str, tenant: T
         {"body": "hi", "client_id": "not-a-uuid-not-a-uuid-not-a-uuid-x"},
         {"body": 42, "client_id": str(uuid.uuid4())},
         {"body": "x" * 5000, "client_id": str(uuid.uuid4())},
-        # Longer than Twilio takes (1,600 characters; a note may be longer).
-        {"body": "x" * 1601, "client_id": str(uuid.uuid4())},
+        # Longer than a reply may be (4,800 characters, sent as parts; a note may be longer).
+        {"body": "x" * 4801, "client_id": str(uuid.uuid4())},
         {"body": "hi", "client_id": str(uuid.uuid4()), "extra": True},
     ],
 )

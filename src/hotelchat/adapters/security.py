@@ -49,19 +49,23 @@ class Argon2Passwords:
         return matched and password_hash is not None
 
 
+def limits_storage(redis: Redis, key_prefix: str) -> RedisStorage:
+    """`limits`' Redis storage on the process's own connection pool (bounded, with timeouts,
+    closed with it), its keys under `key_prefix`."""
+    return RedisStorage(
+        "async+redis://",
+        implementation="redispy",
+        key_prefix=key_prefix,
+        connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+    )
+
+
 class RedisRateLimiter:
     """`services.ports.RateLimiter`: moving-window limits kept in Redis, so every process counts
     together. Limits are strings such as "5/15 minutes"."""
 
     def __init__(self, redis: Redis, *, timeout: float) -> None:
-        # On the process's own Redis connection pool (bounded, with timeouts), closed with it.
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix="hotelchat-limits",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = MovingWindowRateLimiter(limits_storage(redis, "hotelchat-limits"))
         self._timeout = timeout
 
     async def hit(self, key: str, *, limit: str) -> bool:

@@ -11,6 +11,9 @@ Protocol facts:
 - Listing: https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
 - Statuses: https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
 - Errors: https://www.twilio.com/docs/api/errors (e.g. 63016: outside the 24-hour window)
+- 429 / 20429: "never processed and always safe to retry" after a backoff,
+  https://www.twilio.com/docs/api/errors/20429; a send refused so is retried here (bounded, with
+  exponential backoff and jitter, tenacity) before the job is.
 - Signatures: https://www.twilio.com/docs/usage/webhooks/webhooks-security
 - Media of inbound messages (fetch with the account's credentials, delete):
   https://www.twilio.com/docs/messaging/api/media-resource
@@ -29,6 +32,13 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import structlog
 from opentelemetry.trace import SpanKind
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -44,6 +54,8 @@ from hotelchat.services.ports import Download, SentMessage
 log = structlog.get_logger(__name__)
 
 RECONCILE_PAGE = 20
+TOO_MANY_REQUESTS = 20429  # https://www.twilio.com/docs/api/errors/20429
+MAX_RATE_LIMIT_WAIT = 8.0  # seconds between two attempts after a 429, at most
 # Twilio's clock and ours may differ a little; look a bit before the attempt started.
 CLOCK_SKEW = timedelta(minutes=2)
 
@@ -108,8 +120,16 @@ class TwilioWhatsApp:
     """`services.ports.WhatsAppSender` on the official Twilio SDK, with each hotel's own
     Account SID and auth token."""
 
-    def __init__(self, http_client: RoutedHttpClient) -> None:
+    def __init__(
+        self,
+        http_client: RoutedHttpClient,
+        *,
+        rate_limit_retries: int = 3,
+        rate_limit_backoff_seconds: float = 1.0,
+    ) -> None:
         self._http = http_client
+        self._retries = rate_limit_retries
+        self._backoff = rate_limit_backoff_seconds
 
     def _client(self, route: SenderRoute) -> Client:
         # A Client is a few attribute assignments; the connection pool is the shared session.
@@ -137,9 +157,23 @@ class TwilioWhatsApp:
             kwargs["media_url"] = list(media_urls)
         if status_callback:
             kwargs["status_callback"] = status_callback
-        try:
+        client = self._client(route)
+
+        async def create() -> Any:
             with tracing.span("twilio messages.create", kind=SpanKind.CLIENT):
-                message = await self._client(route).messages.create_async(**kwargs)
+                return await client.messages.create_async(**kwargs)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=self._backoff, max=MAX_RATE_LIMIT_WAIT, jitter=self._backoff
+            ),
+            retry=retry_if_exception(_rate_limited),
+            before_sleep=_log_rate_limited,
+            reraise=True,
+        )
+        try:
+            message: Any = await retrying(create)
         except TwilioRestException as exc:
             raise _rest_error(exc) from exc
         except aiohttp.ClientConnectorError as exc:
@@ -242,6 +276,19 @@ class TwilioMedia:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _rate_limited(exc: BaseException) -> bool:
+    """Twilio refused the request for its rate: HTTP 429 (error 20429 and its kin). Such a
+    request was never processed, so it is safe to send again."""
+    return isinstance(exc, TwilioRestException) and (
+        int(exc.status) == 429 or exc.code == TOO_MANY_REQUESTS
+    )
+
+
+def _log_rate_limited(state: RetryCallState) -> None:
+    wait = state.next_action.sleep if state.next_action is not None else None
+    log.warning("twilio.rate_limited", attempt=state.attempt_number, retry_in_seconds=wait)
 
 
 def _rest_error(exc: TwilioRestException) -> SendError:

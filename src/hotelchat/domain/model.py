@@ -48,6 +48,7 @@ class Responder(enum.StrEnum):
     KNOWLEDGE_BASE = "knowledge_base"  # the best knowledge-base passage, no model
     HOLDING = "holding"  # the model failed; a holding message and a handoff
     CACHE = "cache"  # the model's earlier answer to the same question (response cache)
+    CONSENT = "consent"  # the confirmation of an opt-out or opt-in keyword (STOP, START…)
 
 
 class ReplyState(enum.StrEnum):
@@ -128,6 +129,9 @@ def status_rank(status: DeliveryStatus) -> int:
 # The longest message we send a guest: Twilio refuses longer bodies (error 21617; "up to 1,600
 # characters", https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource).
 MAX_OUTBOUND_CHARS = 1600
+# The longest reply (the assistant's or an agent's) in characters: sent as ordered parts of at
+# most MAX_OUTBOUND_CHARS each (`domain.splitting`).
+MAX_REPLY_BODY_CHARS = 4800
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 

@@ -22,8 +22,10 @@ Credentials: HTTP Basic with the Account SID and its auth token, as the SDK send
 non-empty token is accepted (the emulator has no account database) and is used to sign that
 message's callbacks, which is what Twilio does with the real token.
 
-Tests script failures with `fail_next(...)`; `GET /_emulator/messages` lists what was sent, for
-people and for `hotelchat simulate`.
+Tests script failures with `fail_next(...)` (e.g. `Fault(status=429, code=20429)`: Twilio's "Too
+Many Requests", https://www.twilio.com/docs/api/errors/20429, with its JSON error body);
+`create_times` holds when each create request arrived (monotonic seconds), for pacing tests;
+`GET /_emulator/messages` lists what was sent, for people and for `hotelchat simulate`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import collections
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -161,6 +164,7 @@ class TwilioEmulator:
         self._faults: collections.deque[Fault] = collections.deque(maxlen=100)
         self._lock = threading.Lock()
         self.requests = 0
+        self.create_times: collections.deque[float] = collections.deque(maxlen=MAX_MESSAGES)
         self.callback_results: collections.deque[int] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._media: dict[str, StoredMedia] = {}
@@ -214,6 +218,7 @@ class TwilioEmulator:
             self.media_faults.clear()
             self.requests = 0
             self.media_requests = 0
+            self.create_times.clear()
 
     # --- the application --------------------------------------------------------------------
 
@@ -246,6 +251,7 @@ class TwilioEmulator:
     async def _create(self, request: web.Request) -> web.Response:
         with self._lock:
             self.requests += 1
+            self.create_times.append(time.monotonic())
             fault = self._faults.popleft() if self._faults else None
         token = self._auth(request)
         if token is None:
@@ -289,7 +295,8 @@ class TwilioEmulator:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.status is not None:
-                return twilio_error(fault.status, fault.code or 20500, "Emulated failure")
+                message_text = "Too Many Requests" if fault.status == 429 else "Emulated failure"
+                return twilio_error(fault.status, fault.code or 20500, message_text)
             if fault.accept:
                 return web.json_response(message.resource(), status=201)
         self._accept(message)

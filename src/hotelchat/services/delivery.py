@@ -36,8 +36,10 @@ async def receive_status_callback(
     url: str,
     signature: str | None,
     message_id: int | None,
+    part: int | None = None,
 ) -> StatusUpdate | None:
-    """Apply one status callback. `message_id` is the id from the callback URL's query, if any.
+    """Apply one status callback. `message_id` is the id from the callback URL's query, if any;
+    `part` the 0-based part of a message sent in parts (`services.outbound`), if any.
 
     Returns the change, or None when the status was not news (a repeat, an out-of-order
     callback, a status we do not track, or a message of ours that no longer exists).
@@ -62,13 +64,29 @@ async def receive_status_callback(
     status = provider_status(raw_status)
     if status is None:
         return None
-    update = await deps.store.apply_delivery_status(
-        route.hotel_id,
-        message_id=message_id,
-        sid=sid,
-        status=status,
-        error_code=f"twilio_{error_code}" if error_code else None,
-    )
+    parts = None
+    if part is not None and message_id is not None:
+        if deps.parts is None:
+            return None
+        update = await deps.parts.apply_status(
+            route.hotel_id,
+            message_id=message_id,
+            index=part,
+            sid=sid,
+            status=status,
+            error_code=f"twilio_{error_code}" if error_code else None,
+        )
+        if update is not None:
+            ticks = await deps.parts.statuses(route.hotel_id, [message_id])
+            parts = ticks.get(message_id)
+    else:
+        update = await deps.store.apply_delivery_status(
+            route.hotel_id,
+            message_id=message_id,
+            sid=sid,
+            status=status,
+            error_code=f"twilio_{error_code}" if error_code else None,
+        )
     if update is not None:
         log.info(
             "status.updated",
@@ -77,7 +95,9 @@ async def receive_status_callback(
             status=update.status.value,
         )
         metrics.DELIVERY_STATUS.labels(update.status.value).inc()
-        await notify.status_changed(deps, update.conversation_id, update.message_id, update.status)
+        await notify.status_changed(
+            deps, update.conversation_id, update.message_id, update.status, parts=parts
+        )
         if update.handed_off:
             metrics.HANDOFFS.labels(route.hotel_slug, "delivery_failed").inc()
             await notify.conversation_touched(deps, route.hotel_id, update.conversation_id)

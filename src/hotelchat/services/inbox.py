@@ -15,7 +15,7 @@ import structlog
 
 from hotelchat.domain.conversation import Action
 from hotelchat.domain.errors import InvalidInput, NotFound, Unavailable
-from hotelchat.domain.model import MAX_OUTBOUND_CHARS, ConversationState
+from hotelchat.domain.model import MAX_REPLY_BODY_CHARS, ConversationState
 from hotelchat.observability import metrics
 from hotelchat.services import media, notify
 from hotelchat.services.ports import (
@@ -29,7 +29,7 @@ from hotelchat.services.ports import (
 log = structlog.get_logger(__name__)
 
 MAX_BODY_CHARS = 4096  # WhatsApp's limit on a text message: notes
-MAX_REPLY_CHARS = MAX_OUTBOUND_CHARS  # what reaches the guest (Twilio's limit)
+MAX_REPLY_CHARS = MAX_REPLY_BODY_CHARS  # sent in parts of Twilio's 1,600 characters
 MAX_PAGE = 100
 
 

@@ -19,6 +19,8 @@ Guest namespace (`/guest`), to the guest's room: `message {id}`, `ai_delta`, `ai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hotelchat.domain.conversation import (
     AGENT_NAMESPACE,
     GUEST_NAMESPACE,
@@ -50,6 +52,7 @@ def summary_payload(summary: ConversationSummary) -> dict[str, object]:
         "awaiting_human_since": (
             summary.awaiting_human_since.isoformat() if summary.awaiting_human_since else None
         ),
+        "opted_out_at": summary.opted_out_at.isoformat() if summary.opted_out_at else None,
     }
 
 
@@ -107,12 +110,25 @@ async def media_changed(deps: Deps, conversation_id: int, message_id: int) -> No
 
 
 async def status_changed(
-    deps: Deps, conversation_id: int, message_id: int, status: DeliveryStatus
+    deps: Deps,
+    conversation_id: int,
+    message_id: int,
+    status: DeliveryStatus,
+    *,
+    parts: Sequence[DeliveryStatus] | None = None,
 ) -> None:
-    """A delivery tick for the conversation's watchers."""
+    """A delivery tick for the conversation's watchers; `parts` are the ticks of each part of a
+    message sent in parts, in order."""
+    payload: dict[str, object] = {
+        "conversation_id": conversation_id,
+        "id": message_id,
+        "status": status.value,
+    }
+    if parts is not None:
+        payload["parts"] = [p.value for p in parts]
     await deps.events.emit(
         "status",
-        {"conversation_id": conversation_id, "id": message_id, "status": status.value},
+        payload,
         room=conversation_room(conversation_id),
         namespace=AGENT_NAMESPACE,
     )

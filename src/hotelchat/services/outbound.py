@@ -5,6 +5,18 @@ If an earlier attempt may have reached Twilio without us learning the outcome (t
 or the request timed out), the message is looked up at Twilio before anything is sent again.
 Retries are bounded by `Deps.max_attempts`; a message that cannot be sent ends `failed` and its
 conversation goes to staff.
+
+A WhatsApp message over Twilio's 1,600 characters (error 21617,
+https://www.twilio.com/docs/api/errors/21617) goes out as ordered parts (`domain.splitting`).
+The parts are stored before the first is sent, each with its own state; each part is sent at
+most once, in order: a job re-run after a worker died sends only the parts without a MessageSid,
+looking a part up at Twilio first when an earlier attempt may have sent it. The message's status
+is its parts' (the least advanced; a failed part fails it).
+
+Every send waits for its sender number's pace (`Deps.pacer`): Twilio queues what exceeds a
+WhatsApp sender's throughput, 80 messages per second by default
+(https://www.twilio.com/docs/whatsapp/best-practices-and-faqs), and answers 429 / 20429 past
+its API concurrency (retried by the adapter, then by the job).
 """
 
 from __future__ import annotations
@@ -12,23 +24,25 @@ from __future__ import annotations
 import structlog
 
 from hotelchat.domain.errors import SendError, TemporaryFailure
-from hotelchat.domain.model import Channel, DeliveryStatus
+from hotelchat.domain.model import MAX_OUTBOUND_CHARS, Channel, DeliveryStatus
+from hotelchat.domain.splitting import split_message
 from hotelchat.observability import metrics
 from hotelchat.services import media, notify
-from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, SendPlan
+from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, MessageParts, SendPlan
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 10.0
 
 
-def status_callback(deps: Deps, message_id: int) -> str | None:
-    """The StatusCallback URL for one message: Twilio signs the whole URL, so the message id in
-    it is as trustworthy as the rest of the callback, and it arrives even before we stored the
-    MessageSid."""
+def status_callback(deps: Deps, message_id: int, part: int | None = None) -> str | None:
+    """The StatusCallback URL for one message (or one `part` of it, 0-based): Twilio signs the
+    whole URL, so the ids in it are as trustworthy as the rest of the callback, and they arrive
+    even before we stored the MessageSid."""
     if deps.status_callback_url is None:
         return None
-    return f"{deps.status_callback_url}?message_id={message_id}"
+    url = f"{deps.status_callback_url}?message_id={message_id}"
+    return url if part is None else f"{url}&part={part}"
 
 
 async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
@@ -102,6 +116,8 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
 async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
     assert plan.route is not None
     assert plan.to_number is not None
+    if len(plan.body) > MAX_OUTBOUND_CHARS and deps.parts is not None:
+        return await _send_parts(deps, deps.parts, hotel_id, plan)
     if plan.reconcile_since is not None:
         found = await deps.whatsapp.find_sent(
             plan.route, to_number=plan.to_number, body=plan.body, since=plan.reconcile_since
@@ -112,6 +128,8 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
             metrics.TWILIO_SENDS.labels("reconciled", "").inc()
             await notify.status_changed(deps, plan.conversation_id, plan.message_id, found.status)
             return "reconciled"
+    if deps.pacer is not None:
+        await deps.pacer.wait(plan.route.phone_number)
     sent = await deps.whatsapp.send(
         plan.route,
         to_number=plan.to_number,
@@ -124,3 +142,59 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
     metrics.TWILIO_SENDS.labels("sent", "").inc()
     await notify.status_changed(deps, plan.conversation_id, plan.message_id, sent.status)
     return "sent"
+
+
+async def _send_parts(deps: Deps, parts: MessageParts, hotel_id: int, plan: SendPlan) -> str:
+    """Send the unsent parts of `plan`'s message in order, each once. A `SendError` leaves the
+    part it happened on released (forgotten unless Twilio may have it) and propagates."""
+    assert plan.route is not None
+    assert plan.to_number is not None
+    stored = await parts.prepare(hotel_id, plan.message_id, split_message(plan.body))
+    first = stored[0].index if stored else 0
+    outcome = "sent"
+    for part in stored:
+        if part.sid is not None:
+            continue
+        if part.attempted_at is not None:
+            found = await deps.whatsapp.find_sent(
+                plan.route, to_number=plan.to_number, body=part.body, since=part.attempted_at
+            )
+            if found is not None:
+                await parts.record_sent(hotel_id, plan.message_id, part.index, found)
+                log.info("send.part_reconciled", hotel_id=hotel_id,
+                         message_id=plan.message_id, part=part.index)  # fmt: skip
+                metrics.TWILIO_SENDS.labels("reconciled", "").inc()
+                outcome = "reconciled"
+                continue
+        await parts.begin(
+            hotel_id, plan.message_id, part.index, lease_seconds=deps.reply_lease_seconds
+        )
+        if deps.pacer is not None:
+            await deps.pacer.wait(plan.route.phone_number)
+        try:
+            sent = await deps.whatsapp.send(
+                plan.route,
+                to_number=plan.to_number,
+                body=part.body,
+                status_callback=status_callback(deps, plan.message_id, part.index),
+                # The message's files go with its first part, as that part's attachments.
+                media_urls=[media.fetch_url(deps, hotel_id, item.id) for item in plan.media]
+                if part.index == first
+                else (),
+            )
+        except SendError as exc:
+            if exc.retryable:
+                await parts.release(
+                    hotel_id, plan.message_id, part.index, maybe_sent=exc.maybe_sent
+                )
+            raise
+        await parts.record_sent(hotel_id, plan.message_id, part.index, sent)
+        log.info("send.part_sent", hotel_id=hotel_id, message_id=plan.message_id,
+                 part=part.index, of=len(stored))  # fmt: skip
+        metrics.TWILIO_SENDS.labels("sent", "").inc()
+    status = await parts.finish(hotel_id, plan.message_id)
+    ticks = await parts.statuses(hotel_id, [plan.message_id])
+    await notify.status_changed(
+        deps, plan.conversation_id, plan.message_id, status, parts=ticks.get(plan.message_id)
+    )
+    return f"{outcome} in {len(stored)} parts"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from hotelchat.domain.consent import DEFAULT_KEYWORDS, KeywordTable
 from hotelchat.domain.conversation import Action
 from hotelchat.domain.media import TWILIO_MEDIA_HOST, MediaState
 from hotelchat.domain.model import (
@@ -184,6 +185,49 @@ class SentMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class PartState:
+    """One stored part of a long outbound message (see `domain.splitting`): its 0-based
+    `index`, its text, its MessageSid once Twilio took it, its delivery status, and when a send
+    of it was first attempted (set: an earlier attempt may have reached Twilio)."""
+
+    index: int
+    body: str
+    sid: str | None
+    status: DeliveryStatus
+    attempted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """A guest's standing with one hotel for proactive messages: opted out or not, since
+    `changed_at`, by `keyword` (None: never sent one)."""
+
+    opted_out: bool
+    changed_at: datetime | None = None
+    keyword: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChanged:
+    """A keyword changed the guest's consent; `reply_id` is the stored confirmation."""
+
+    reply_id: int
+    conversation_id: int
+    opted_out: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentUnchanged:
+    """A keyword that changed nothing (the guest was already in that state, or the keyword's
+    message was handled before): no second confirmation. `reply_id` is the confirmation an
+    earlier run stored for this very message, if any, still to be sent when unsent."""
+
+    conversation_id: int
+    reply_id: int | None = None
+    needs_send: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationSummary:
     """One row of an agent's conversation list."""
 
@@ -203,6 +247,7 @@ class ConversationSummary:
     unread: int
     handoff_reason: str | None
     awaiting_human_since: datetime | None
+    opted_out_at: datetime | None = None  # the guest opted out of proactive messages then
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +267,7 @@ class MessageView:
     sources: tuple[Mapping[str, object], ...] = ()
     tool_calls: tuple[Mapping[str, object], ...] = ()  # [{name, arguments, outcome}]
     media: tuple[MediaItem, ...] = ()
+    parts: tuple[DeliveryStatus, ...] = ()  # each part's status, for a message sent in parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -811,6 +857,100 @@ class WhatsAppSender(Protocol):
     ) -> SentMessage | None: ...
 
 
+class SendPacer(Protocol):
+    """Paces sends per sender number, shared by every process."""
+
+    async def wait(self, sender: str) -> None:
+        """Return once `sender` (E.164) may send one more message. Raises `SendError`
+        (retryable, surely not sent) when no slot frees up within the pacer's bounded wait."""
+        ...
+
+
+class MessageParts(Protocol):
+    """The parts of long outbound messages, in PostgreSQL. Every method sees only hotel
+    `hotel_id`; none holds a lock once it returns."""
+
+    async def prepare(
+        self, hotel_id: int, message_id: int, bodies: Sequence[str]
+    ) -> list[PartState]:
+        """Store `bodies` as the message's parts unless it has parts already (then the stored
+        ones win); returns them in order."""
+        ...
+
+    async def begin(
+        self, hotel_id: int, message_id: int, index: int, *, lease_seconds: float
+    ) -> None:
+        """Mark part `index` as being sent (its first attempt time kept) and renew the
+        message's send lease by `lease_seconds`."""
+        ...
+
+    async def record_sent(
+        self, hotel_id: int, message_id: int, index: int, sent: SentMessage
+    ) -> None: ...
+
+    async def release(
+        self, hotel_id: int, message_id: int, index: int, *, maybe_sent: bool
+    ) -> None:
+        """Give part `index` back after a retryable failure; unless Twilio may have it,
+        forget the attempt."""
+        ...
+
+    async def finish(self, hotel_id: int, message_id: int) -> DeliveryStatus:
+        """Every part is with Twilio: the message takes its parts' status (the least advanced
+        one; a failed part fails it) and its send lease ends."""
+        ...
+
+    async def statuses(
+        self, hotel_id: int, message_ids: Sequence[int]
+    ) -> dict[int, list[DeliveryStatus]]:
+        """The parts' statuses, in order, of those of `message_ids` that have parts."""
+        ...
+
+    async def apply_status(
+        self,
+        hotel_id: int,
+        *,
+        message_id: int,
+        index: int,
+        sid: str,
+        status: DeliveryStatus,
+        error_code: str | None,
+    ) -> StatusUpdate | None:
+        """A status callback for one part: the part moves forwards (never back), then the
+        message takes its parts' status if that is forwards. A failed part hands the
+        conversation to staff. None when nothing moved."""
+        ...
+
+
+class Consents(Protocol):
+    """Guests' opt-outs of proactive messages, per hotel, in PostgreSQL."""
+
+    async def consent(self, hotel_id: int, guest_id: int) -> Consent: ...
+
+    async def inbound_keyword_candidate(
+        self, hotel_id: int, message_id: int
+    ) -> tuple[str, str | None] | None:
+        """`(body, language)` of inbound WhatsApp message `message_id` while its reply is
+        pending; None otherwise (gone, answered, skipped, or not WhatsApp)."""
+        ...
+
+    async def apply_keyword(
+        self,
+        hotel_id: int,
+        message_id: int,
+        *,
+        opted_out: bool,
+        keyword: str,
+        confirmation: str,
+        language: str,
+    ) -> ConsentChanged | ConsentUnchanged | Gone:
+        """In one transaction: when inbound message `message_id` was not handled yet and the
+        guest's consent differs from `opted_out`, change it (with the time and `keyword`) and
+        store `confirmation` as the message's automated reply; else store nothing new. Either
+        way the message is no longer pending for the assistant."""
+        ...
+
+
 class SignatureValidator(Protocol):
     """Checks that a webhook really comes from the provider."""
 
@@ -1111,3 +1251,7 @@ class Deps:
     media_source: MediaSource | None = None
     media_base_url: str = TWILIO_MEDIA_HOST  # where Twilio's inbound MediaUrls must point
     public_url: str | None = None  # PUBLIC_BASE_URL without a trailing slash
+    parts: MessageParts | None = None
+    consents: Consents | None = None
+    pacer: SendPacer | None = None
+    opt_out_keywords: KeywordTable = DEFAULT_KEYWORDS

@@ -41,10 +41,10 @@ from hotelchat.domain.language import (
     transfer_message,
 )
 from hotelchat.domain.media import MediaState, describe_media, is_image
-from hotelchat.domain.model import MAX_OUTBOUND_CHARS, Author, Passage, Responder
+from hotelchat.domain.model import MAX_REPLY_BODY_CHARS, Author, Passage, Responder
 from hotelchat.domain.pricing import PriceTable
 from hotelchat.observability import metrics
-from hotelchat.services import assistant_tools, knowledge, media, notify, outbound
+from hotelchat.services import assistant_tools, consent, knowledge, media, notify, outbound
 from hotelchat.services.ports import (
     Busy,
     CachedAnswer,
@@ -72,8 +72,9 @@ STREAM_FLUSH_SECONDS = 0.1
 STREAM_MAX_HELD_CHARS = 80
 # Rounds of tool calls before the model must answer in words.
 MAX_TOOL_ROUNDS = 3
-# The longest reply: Twilio's limit on a message body.
-MAX_REPLY_CHARS = MAX_OUTBOUND_CHARS
+# The longest reply: three of Twilio's 1,600-character messages; a reply over one message's
+# limit goes out in parts (`domain.splitting`, `services.outbound`).
+MAX_REPLY_CHARS = MAX_REPLY_BODY_CHARS
 # Model errors that say the provider is down or refusing us: they count towards opening the
 # shared circuit breaker. Others (a bad request, a bad answer) show it is up.
 OUTAGE_KINDS = frozenset({"timeout", "connection", "server_error", "rate_limited", "quota", "auth"})
@@ -97,7 +98,12 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     Returns what happened (`sent`, `skipped: …`, `stopped: …`, `gone`, …) for logs and tests.
     Raises `TemporaryFailure` when the work should be retried later (another job holds the
     lease, the provider failed in a way that may pass) and `Unavailable` when PostgreSQL is down.
+    An opt-out or opt-in keyword (STOP, START…) is never shown to the model: `services.consent`
+    applies it and confirms it instead, whoever owns the conversation.
     """
+    keyword = await consent.handle_keyword(deps, hotel_id, message_id)
+    if keyword is not None:
+        return keyword
     claim = await deps.store.claim_reply(
         hotel_id,
         message_id,

@@ -45,12 +45,14 @@ SELECT c.id, c.hotel_id, c.channel, c.state, c.assigned_agent_id, a.display_name
        g.display_name AS guest_name, g.phone_number AS guest_phone,
        g.language AS guest_language, c.last_message_at, c.last_inbound_at, c.handoff_reason,
        c.awaiting_human_since, left(lm.body, $2) AS preview, lm.author AS preview_author,
+       CASE WHEN gc.opted_out THEN gc.changed_at END AS opted_out_at,
        (SELECT count(*) FROM messages u
         WHERE u.hotel_id = c.hotel_id AND u.conversation_id = c.id
           AND u.direction = 'inbound' AND u.id > c.agent_read_up_to) AS unread
 FROM conversations c
 JOIN guests g ON g.hotel_id = c.hotel_id AND g.id = c.guest_id
 LEFT JOIN agents a ON a.id = c.assigned_agent_id
+LEFT JOIN guest_consents gc ON gc.hotel_id = c.hotel_id AND gc.guest_id = c.guest_id
 LEFT JOIN LATERAL (
   SELECT m.body, m.author FROM messages m
   WHERE m.hotel_id = c.hotel_id AND m.conversation_id = c.id AND m.direction <> 'internal'
@@ -65,7 +67,9 @@ SELECT m.id, m.conversation_id, m.direction, m.author, m.body, m.status, m.respo
        (SELECT json_agg(json_build_object('id', d.id, 'position', d.position,
                  'content_type', d.content_type, 'state', d.state, 'error', d.error,
                  'size_bytes', d.size_bytes, 'filename', d.filename) ORDER BY d.position)
-        FROM media d WHERE d.hotel_id = m.hotel_id AND d.message_id = m.id) AS media
+        FROM media d WHERE d.hotel_id = m.hotel_id AND d.message_id = m.id) AS media,
+       (SELECT array_agg(p.status ORDER BY p.part_index) FROM message_parts p
+        WHERE p.hotel_id = m.hotel_id AND p.message_id = m.id) AS parts
 FROM messages m LEFT JOIN agents a ON a.id = m.agent_id
 WHERE m.hotel_id = $1 AND m.conversation_id = $2
 """
@@ -89,6 +93,7 @@ def summary(row: asyncpg.Record) -> ConversationSummary:
         unread=row["unread"],
         handoff_reason=row["handoff_reason"],
         awaiting_human_since=row["awaiting_human_since"],
+        opted_out_at=row.get("opted_out_at"),
     )
 
 
@@ -109,6 +114,7 @@ def message_view(row: asyncpg.Record) -> MessageView:
         media=tuple(media_item({**d, "message_id": row["id"]}) for d in json.loads(row["media"]))
         if row["media"]
         else (),
+        parts=tuple(DeliveryStatus(s) for s in row.get("parts") or ()),
     )
 
 

@@ -98,6 +98,7 @@ def message_payload(message: MessageView) -> dict[str, Any]:
         "sources": [dict(source) for source in message.sources],
         "tool_calls": [dict(call) for call in message.tool_calls],
         "media": [media_payload(item, "/api/media/") for item in message.media],
+        "parts": [status.value for status in message.parts],
     }
 
 

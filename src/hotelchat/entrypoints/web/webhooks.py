@@ -71,11 +71,17 @@ async def _status() -> Response:
     raw_id = request.args.get("message_id")
     if raw_id is not None and not (raw_id.isdigit() and len(raw_id) <= 18):
         raise InvalidInput("message_id is malformed")
+    raw_part = request.args.get("part")
+    if raw_part is not None and not (
+        raw_id is not None and raw_part.isdigit() and len(raw_part) <= 2
+    ):
+        raise InvalidInput("part is malformed")
     await delivery.receive_status_callback(
         container().deps,
         params,
         url=_signed_url(),
         signature=request.headers.get("X-Twilio-Signature"),
         message_id=int(raw_id) if raw_id is not None else None,
+        part=int(raw_part) if raw_part is not None else None,
     )
     return Response("", status=204)

@@ -34,6 +34,23 @@
     undelivered: 6, failed: 6, read: 7,
   };
   const statuses = new Map(); // message id -> furthest status seen
+  const partStatuses = new Map(); // message id -> furthest status of each part, in order
+
+  function furthestParts(id, parts) {
+    const known = partStatuses.get(id) || [];
+    const merged = (parts || []).map((s, i) =>
+      known[i] !== undefined && RANK[known[i]] >= RANK[s] ? known[i] : s);
+    if (merged.length) partStatuses.set(id, merged);
+    return partStatuses.get(id) || [];
+  }
+
+  // A reply sent in parts (over 1,600 characters) shows one tick per part.
+  function renderParts(holder, id, parts) {
+    const ticks = furthestParts(id, parts);
+    holder.replaceChildren(...ticks.map((s, i) =>
+      el("span", `part-tick status-${s}`, `${i + 1}/${ticks.length} ${TICKS[s] || s}`)));
+    holder.hidden = ticks.length === 0;
+  }
 
   function furthest(id, status) {
     const known = statuses.get(id);
@@ -125,6 +142,13 @@
     state_.textContent = LABELS[c.state] || c.state;
     state_.className = `badge state-${c.state}`;
     $("owner").textContent = c.state === "agent" && c.assigned_agent_name ? `· ${c.assigned_agent_name}` : "";
+    // The guest sent STOP (or another opt-out keyword): no templates or journeys; replies to
+    // their own messages are still allowed.
+    const optedOut = $("opted-out");
+    optedOut.hidden = !c.opted_out_at;
+    optedOut.textContent = c.opted_out_at ? "Opted out" : "";
+    optedOut.title = c.opted_out_at
+      ? `Opted out of proactive messages since ${new Date(c.opted_out_at).toLocaleString()}` : "";
     const handoff = $("handoff");
     handoff.hidden = !(c.state === "needs_human" && c.handoff_reason);
     handoff.textContent = c.handoff_reason ? `Handed to staff: ${c.handoff_reason}` : "";
@@ -172,6 +196,11 @@
     item.append(meta);
     if (m.body) item.append(el("div", "text", m.body));
     if (m.media && m.media.length) item.append(renderMedia(m.media));
+    if (m.direction === "outbound") {
+      const holder = el("div", "parts");
+      renderParts(holder, m.id, m.parts);
+      item.append(holder);
+    }
     if (m.sources && m.sources.length) {
       // What the assistant's reply was grounded in, for staff to check it.
       const sources = el("div", "sources", "Sources: ");
@@ -560,6 +589,11 @@
     if (item) {
       item.textContent = TICKS[status] || status;
       item.className = `tick status-${status}`;
+    }
+    if (event.parts) {
+      const holder = $("messages").querySelector(`li[data-id="${event.id}"] .parts`);
+      if (holder) renderParts(holder, event.id, event.parts);
+      else furthestParts(event.id, event.parts);
     }
   });
   socket.on("ai_delta", (event) => {

@@ -3,8 +3,8 @@ attachment), each with its state (pending, stored, refused, failed) shown to sta
 object storage under the hotel's prefix, and whether Twilio's copy was deleted; and a hotel's
 opt-in to image understanding (photos passed to a vision-capable model; off by default).
 
-Revision ID: 0007_media
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from hotelchat.adapters.postgres.migrations.sql import run_sql
 
-revision: str = "0007_media"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
