@@ -25,6 +25,7 @@ from hotelchat.adapters.postgres.provisioning import ProvisioningPool
 from hotelchat.adapters.postgres.reservations import PostgresReservations
 from hotelchat.adapters.postgres.service_requests import PostgresServiceRequests
 from hotelchat.adapters.postgres.store import PostgresStore
+from hotelchat.adapters.postgres.templates import PostgresTemplates
 from hotelchat.adapters.queue import ArqJobQueue, create_redis
 from hotelchat.adapters.realtime import SocketIOEvents, create_emitter
 from hotelchat.adapters.resilience import RedisCircuitBreaker, RedisConcurrencyLimit
@@ -37,6 +38,7 @@ from hotelchat.adapters.security import (
 from hotelchat.adapters.tokens import TiktokenCounter
 from hotelchat.adapters.twilio import (
     RoutedHttpClient,
+    TwilioContent,
     TwilioSignatures,
     TwilioWhatsApp,
     close_quietly,
@@ -257,6 +259,9 @@ async def build(
             else None
         ),
         model_slot_wait_seconds=settings.openai_slot_wait_seconds,
+        templates=PostgresTemplates(db),
+        content=TwilioContent(twilio_http),
+        consent=None,  # opt-out (issue 9 §3) plugs a ConsentChecker in here
     )
     return Container(
         settings=settings,

@@ -99,7 +99,10 @@ def message_payload(message: MessageView) -> dict[str, Any]:
 
 def conversation_payload(summary: ConversationSummary) -> dict[str, Any]:
     payload = summary_payload(summary)
-    if summary.last_inbound_at is not None:
+    closed = summary.window_closed_at is not None and (
+        summary.last_inbound_at is None or summary.window_closed_at >= summary.last_inbound_at
+    )
+    if summary.last_inbound_at is not None and not closed:
         payload["window_closes_at"] = (summary.last_inbound_at + WHATSAPP_WINDOW).isoformat()
     else:
         payload["window_closes_at"] = None
