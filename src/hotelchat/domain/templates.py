@@ -164,7 +164,7 @@ class Journey:
 
 
 def in_quiet_hours(moment: time, start: time | None, end: time | None) -> bool:
-    """Whether `moment` falls in `[start, end)`; the span may wrap midnight (22:00–08:00)."""
+    """Whether `moment` falls in `[start, end)`; the span may wrap midnight (22:00 to 08:00)."""
     if start is None or end is None or start == end:
         return False
     if start < end:
@@ -186,9 +186,7 @@ def due_at(journey: Journey, anchor: date, timezone: str) -> datetime:
     return local
 
 
-def reservation_values(
-    fields: Mapping[str, str], mapping: Mapping[str, str]
-) -> dict[str, str]:
+def reservation_values(fields: Mapping[str, str], mapping: Mapping[str, str]) -> dict[str, str]:
     """A journey's variables: each placeholder's reservation field looked up in `fields`
     (missing fields are left out, for `check_variables` to report)."""
     return {name: fields[source] for name, source in mapping.items() if fields.get(source)}

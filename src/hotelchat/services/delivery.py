@@ -23,8 +23,8 @@ from hotelchat.domain.errors import Forbidden, InvalidInput
 from hotelchat.domain.model import DeliveryStatus, provider_status
 from hotelchat.observability import metrics
 from hotelchat.services import notify, templates
-from hotelchat.services.outbound import OUTSIDE_WINDOW
 from hotelchat.services.inbound import SIGNATURE_PATTERN, verified_route
+from hotelchat.services.outbound import OUTSIDE_WINDOW
 from hotelchat.services.ports import Deps, StatusUpdate
 
 log = structlog.get_logger(__name__)

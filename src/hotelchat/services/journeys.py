@@ -11,6 +11,7 @@ stored message (sent once, reconciled with Twilio if the send was under way).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from hotelchat.domain.errors import InvalidInput, Unavailable
 from hotelchat.domain.templates import (
     TEMPLATE_NAME,
     Journey,
+    Template,
     check_journey_mapping,
     check_variables,
     choose,
@@ -111,7 +113,7 @@ async def _handle(
     hotel_id: int,
     journey: Journey,
     stay: DueStay,
-    templates: list,  # type: ignore[type-arg]
+    templates: Sequence[Template],
     default_language: str,
 ) -> int | None:
     store = registry(deps)

@@ -42,7 +42,8 @@ SUMMARY = """
 SELECT c.id, c.hotel_id, c.channel, c.state, c.assigned_agent_id, a.display_name AS agent_name,
        g.display_name AS guest_name, g.phone_number AS guest_phone,
        g.language AS guest_language, c.last_message_at, c.last_inbound_at, c.handoff_reason,
-       c.awaiting_human_since, c.window_closed_at, left(lm.body, $2) AS preview, lm.author AS preview_author,
+       c.awaiting_human_since, c.window_closed_at, left(lm.body, $2) AS preview,
+       lm.author AS preview_author,
        (SELECT count(*) FROM messages u
         WHERE u.hotel_id = c.hotel_id AND u.conversation_id = c.id
           AND u.direction = 'inbound' AND u.id > c.agent_read_up_to) AS unread

@@ -64,8 +64,9 @@ RETURNING (xmax = 0) AS added
 
 
 def _upsert_args(hotel_id: int, t: Template) -> tuple[object, ...]:
-    return (hotel_id, t.content_sid, t.friendly_name, t.language, t.body,
-            json.dumps(dict(t.variables), ensure_ascii=False), t.approval_status, t.source)  # fmt: skip
+    variables = json.dumps(dict(t.variables), ensure_ascii=False)
+    return (hotel_id, t.content_sid, t.friendly_name, t.language, t.body, variables,
+            t.approval_status, t.source)  # fmt: skip
 
 
 async def _insert_template_message(
@@ -381,7 +382,9 @@ class PostgresTemplates:
             )
             if claim_id is None or outcome != "queued":
                 return None
-            assert template is not None and variables is not None and stay.phone_number
+            assert template is not None
+            assert variables is not None
+            assert stay.phone_number
             sender_id = await conn.fetchval(
                 """SELECT id FROM whatsapp_senders WHERE retired_at IS NULL
                    ORDER BY id LIMIT 1"""
@@ -421,14 +424,3 @@ class PostgresTemplates:
             return message_id
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
-
-
-async def template_of_message(conn: Connection, message_id: int) -> tuple[str, dict[str, str]] | None:
-    """The ContentSid and variables outbound message `message_id` is sent with, if a template."""
-    row = await conn.fetchrow(
-        "SELECT content_sid, variables FROM outbound_templates WHERE message_id = $1", message_id
-    )
-    if row is None:
-        return None
-    return row["content_sid"], json.loads(row["variables"])
-
