@@ -718,8 +718,9 @@ def journeys_add(
             if not sep:
                 raise click.BadParameter("use HH:MM-HH:MM", param_hint="--quiet")
             quiet_start, quiet_end = parse_clock(start, "--quiet"), parse_clock(end, "--quiet")
-        journey = Journey(0, name, template_name, anchor, offset_days,
-                          parse_clock(send_time, "--at"), quiet_start, quiet_end, mapping)  # fmt: skip
+        at = parse_clock(send_time, "--at")
+        journey = Journey(0, name, template_name, anchor, offset_days, at,
+                          quiet_start, quiet_end, mapping)  # fmt: skip
         return await registry(deps).add_journey(hotel_id, check_journey(journey))
 
     journey_id = run(in_hotel(settings, hotel_slug, work))

@@ -14,7 +14,15 @@ from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
 from hotelchat.entrypoints.web import assistant as assistant_api
-from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
+from hotelchat.entrypoints.web import (
+    dashboard,
+    health,
+    login,
+    sockets,
+    templates_api,
+    webchat,
+    webhooks,
+)
 from hotelchat.entrypoints.web import knowledge as knowledge_pages
 from hotelchat.entrypoints.web import service_requests as service_request_api
 from hotelchat.entrypoints.web.context import EXTENSION, SOCKETIO
@@ -47,7 +55,8 @@ def create_app(settings: Settings) -> Quart:
     app.config["BODY_TIMEOUT"] = 30  # seconds to receive a request body
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
-    blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat)
+    blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat,
+                  templates_api)  # fmt: skip
     for module in (webhooks, health, login, *blueprints):
         app.register_blueprint(module.blueprint)
 
