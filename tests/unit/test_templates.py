@@ -59,9 +59,7 @@ def test_the_rendered_message_must_fit_1024_characters() -> None:
         check_variables(long, {"1": "y" * 200})
 
 
-@pytest.mark.parametrize(
-    "body", ["Hi {{}}", "Hi {{1}", "Hi {1}}", "x" * 1025, "  ", "Hi {{a b}}"]
-)
+@pytest.mark.parametrize("body", ["Hi {{}}", "Hi {{1}", "Hi {1}}", "x" * 1025, "  ", "Hi {{a b}}"])
 def test_malformed_templates_are_refused(body: str) -> None:
     with pytest.raises(InvalidInput):
         check_template(Template(SID, "n", "en", body))

@@ -27,8 +27,6 @@ CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]{1,32})\s*\}\}")
-# Anything that looks like a placeholder but is not a well-formed one: `{{}}`, `{{1}`, `{{ a b }}`.
-_BROKEN = re.compile(r"\{\{(?![ ]*[A-Za-z0-9_]{1,32}[ ]*\}\})|(?<!\})\}\}")
 MAX_BODY_CHARS = 1024  # WhatsApp's limit on a template's body
 MAX_VARIABLE_CHARS = 200  # ours: a value is a name, a date, a room, a code
 MAX_VARIABLES = 20
@@ -80,7 +78,9 @@ def check_template(template: Template) -> Template:
         raise InvalidInput("language must be an ISO 639-1 code such as en or pt_BR")
     if not template.body.strip() or len(template.body) > MAX_BODY_CHARS:
         raise InvalidInput(f"the body must have 1 to {MAX_BODY_CHARS} characters")
-    if _BROKEN.search(template.body):
+    # What is left of braces once the well-formed placeholders are gone: `{{}}`, `{{1}`, `{1}}`.
+    rest = PLACEHOLDER.sub("", template.body)
+    if "{{" in rest or "}}" in rest:
         raise InvalidInput("the body has a malformed placeholder (use {{1}}, {{2}}, …)")
     names = placeholders(template.body)
     if len(names) > MAX_VARIABLES:
