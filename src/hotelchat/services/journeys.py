@@ -130,7 +130,10 @@ async def _handle(
         log.warning("journey.no_template", hotel_id=hotel_id, journey=journey.name)
         return None
     try:
-        values = check_variables(template, reservation_values(stay.fields, journey.variables))
+        # A variant may use fewer placeholders than the journey maps: the others are dropped.
+        mapped = reservation_values(stay.fields, journey.variables)
+        wanted = {k: v for k, v in mapped.items() if k in template.placeholders}
+        values = check_variables(template, wanted)
     except InvalidInput as exc:
         await store.claim_journey_send(hotel_id, journey.id, stay, outcome="invalid_variables")
         log.warning("journey.invalid_variables", hotel_id=hotel_id, journey=journey.name,
