@@ -24,18 +24,24 @@ async def test_outside_the_window_an_agent_sends_a_template_with_its_variables(
     admin: asyncpg.Connection,
     twilio_emulator: TwilioEmulator,
 ) -> None:
-    twilio_emulator.add_content(tenant.account_sid, friendly_name="room_ready", language="en",
-                                body="Hello {{1}}, room {{2}} is ready.",
-                                variables={"1": "Ana", "2": "101"})  # fmt: skip
-    es = twilio_emulator.add_content(tenant.account_sid, friendly_name="room_ready",
-                                     language="es", body="Hola {{1}}, la habitación {{2}} está lista.",
-                                     variables={"1": "Ana", "2": "101"})  # fmt: skip
+    twilio_emulator.add_content(
+        tenant.account_sid,
+        friendly_name="room_ready",
+        language="en",
+        body="Hello {{1}}, room {{2}} is ready.",
+        variables={"1": "Ana", "2": "101"},
+    )
+    es = twilio_emulator.add_content(
+        tenant.account_sid,
+        friendly_name="room_ready",
+        language="es",
+        body="Hola {{1}}, la habitación {{2}} está lista.",
+        variables={"1": "Ana", "2": "101"},
+    )
     await templates.sync_hotel(live.container.deps, tenant.hotel_id)
     message_id = await receive(live.container, tenant, "¿Hay parking?")
     await admin.execute("UPDATE messages SET reply_state = 'skipped' WHERE id = $1", message_id)
-    await admin.execute(
-        "UPDATE conversations SET last_inbound_at = now() - interval '30 hours'"
-    )
+    await admin.execute("UPDATE conversations SET last_inbound_at = now() - interval '30 hours'")
     await admin.execute("UPDATE guests SET language = 'es'")
     await create_agent(admin, "ana@a.test", [tenant.slug], name="Ana")
     await log_in(page, live, "ana@a.test")

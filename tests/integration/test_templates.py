@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
@@ -75,10 +75,20 @@ async def stale_conversation(
 
 def register(twilio: TwilioEmulator, tenant: Tenant) -> tuple[str, str]:
     """The welcome template in English and Spanish at the tenant's Twilio account."""
-    en = twilio.add_content(tenant.account_sid, friendly_name="room_ready", language="en",
-                            body=WELCOME_EN, variables={"1": "Ana", "2": "101"})  # fmt: skip
-    es = twilio.add_content(tenant.account_sid, friendly_name="room_ready", language="es",
-                            body=WELCOME_ES, variables={"1": "Ana", "2": "101"})  # fmt: skip
+    en = twilio.add_content(
+        tenant.account_sid,
+        friendly_name="room_ready",
+        language="en",
+        body=WELCOME_EN,
+        variables={"1": "Ana", "2": "101"},
+    )
+    es = twilio.add_content(
+        tenant.account_sid,
+        friendly_name="room_ready",
+        language="es",
+        body=WELCOME_ES,
+        variables={"1": "Ana", "2": "101"},
+    )
     return en, es
 
 
@@ -102,8 +112,9 @@ async def test_a_template_goes_out_of_the_window_with_its_variables(
     base = f"/api/conversations/{conversation_id}"
 
     # Free-form stays refused on the server.
-    status, body = await post(web.client, base + "/messages", agent,
-                              {"body": "Hi!", "client_id": str(uuid.uuid4())})  # fmt: skip
+    status, body = await post(
+        web.client, base + "/messages", agent, {"body": "Hi!", "client_id": str(uuid.uuid4())}
+    )
     assert (status, body["error"]["code"]) == (409, "whatsapp_window_closed")
     conversation = await (await web.client.get(base)).get_json()
     closes = datetime.fromisoformat(conversation["window_closes_at"])
@@ -116,8 +127,9 @@ async def test_a_template_goes_out_of_the_window_with_its_variables(
     spanish = next(t for t in offered["templates"] if t["content_sid"] == es)
     assert spanish["placeholders"] == ["1", "2"] and spanish["language"] == "es"
 
-    status, body = await post(web.client, base + "/templates", agent,
-                              send(es, **{"1": "Lucía", "2": "204"}))  # fmt: skip
+    status, body = await post(
+        web.client, base + "/templates", agent, send(es, **{"1": "Lucía", "2": "204"})
+    )
     assert status == 201, body
     assert body["conversation"]["state"] == "agent"
     await run_jobs(settings)
@@ -129,6 +141,7 @@ async def test_a_template_goes_out_of_the_window_with_its_variables(
         """SELECT m.body, m.status, m.provider_sid, m.author, t.content_sid, t.variables
            FROM messages m JOIN outbound_templates t ON t.message_id = m.id"""
     )
+    assert row is not None
     assert row["body"] == sent.body  # the transcript keeps the rendered preview
     assert row["provider_sid"] == sent.sid and row["status"] == "queued"
     assert row["content_sid"] == es and row["author"] == "agent"
@@ -139,8 +152,9 @@ async def test_template_variables_are_checked_on_the_server(
     web: Web, agent: str, tenant: Tenant, admin: asyncpg.Connection, twilio_emulator: TwilioEmulator
 ) -> None:
     en, _ = register(twilio_emulator, tenant)
-    pending = twilio_emulator.add_content(tenant.account_sid, friendly_name="promo",
-                                          language="en", body="Hi {{1}}", status="pending")  # fmt: skip
+    pending = twilio_emulator.add_content(
+        tenant.account_sid, friendly_name="promo", language="en", body="Hi {{1}}", status="pending"
+    )
     await templates.sync_hotel(web.container.deps, tenant.hotel_id)
     conversation_id = await stale_conversation(web.container, tenant, admin)
     path = f"/api/conversations/{conversation_id}/templates"
@@ -154,12 +168,20 @@ async def test_template_variables_are_checked_on_the_server(
         (send("HX123", **{"1": "A"}), 400, "invalid_input", "content_sid"),
         (send("HX" + "0" * 32, **{"1": "A"}), 404, "not_found", "no such template"),
         (send(pending, **{"1": "A"}), 409, "template_not_approved", "not approved"),
-        ({"content_sid": en, "variables": {"1": 5}, "client_id": str(uuid.uuid4())},
-         400, "invalid_input", "variables"),
+        (
+            {"content_sid": en, "variables": {"1": 5}, "client_id": str(uuid.uuid4())},
+            400,
+            "invalid_input",
+            "variables",
+        ),
         ({"content_sid": en, "variables": {}, "client_id": "x"}, 400, "invalid_input", "client_id"),
-        ({"content_sid": en, "variables": {}, "client_id": str(uuid.uuid4()), "body": "x"},
-         400, "invalid_input", "body"),
-    ]  # fmt: skip
+        (
+            {"content_sid": en, "variables": {}, "client_id": str(uuid.uuid4()), "body": "x"},
+            400,
+            "invalid_input",
+            "body",
+        ),
+    ]
     for request, status, code, words in cases:
         got, body = await post(web.client, path, agent, request)
         assert (got, body["error"]["code"]) == (status, code), request
@@ -200,24 +222,33 @@ async def test_another_hotels_templates_and_conversations_are_not_found(
     await templates.sync_hotel(web.container.deps, other_tenant.hotel_id)
     ours = await stale_conversation(web.container, tenant, admin)
     their_conversation = await stale_conversation(web.container, other_tenant, admin)
-    status, body = await post(web.client, f"/api/conversations/{ours}/templates", agent,
-                              send(theirs, **{"1": "A", "2": "1"}))  # fmt: skip
+    status, body = await post(
+        web.client,
+        f"/api/conversations/{ours}/templates",
+        agent,
+        send(theirs, **{"1": "A", "2": "1"}),
+    )
     assert (status, body["error"]["code"]) == (404, "not_found")
     for_theirs = f"/api/conversations/{their_conversation}/templates"
     status, _ = await post(web.client, for_theirs, agent, send(theirs, **{"1": "A", "2": "1"}))
     assert status == 404
     assert (await web.client.get(for_theirs)).status_code == 404
     # The emulator, like Twilio, refuses another account's ContentSid (21655).
-    plan_sid = twilio_emulator.add_content(other_tenant.account_sid, friendly_name="x",
-                                           language="en", body="x")  # fmt: skip
+    plan_sid = twilio_emulator.add_content(
+        other_tenant.account_sid, friendly_name="x", language="en", body="x"
+    )
     async with aiohttp.ClientSession() as http:
         response = await http.post(
             f"{twilio_emulator.url}/2010-04-01/Accounts/{tenant.account_sid}/Messages.json",
-            data={"To": f"whatsapp:{GUEST}", "From": f"whatsapp:{tenant.phone_number}",
-                  "ContentSid": plan_sid},
-            headers={"Authorization": aiohttp.encode_basic_auth(tenant.account_sid,
-                                                                 tenant.auth_token)},
-        )  # fmt: skip
+            data={
+                "To": f"whatsapp:{GUEST}",
+                "From": f"whatsapp:{tenant.phone_number}",
+                "ContentSid": plan_sid,
+            },
+            headers={
+                "Authorization": aiohttp.encode_basic_auth(tenant.account_sid, tenant.auth_token)
+            },
+        )
         assert response.status == 400
         assert (await response.json())["code"] == 21655
     assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 0
@@ -235,22 +266,30 @@ async def test_the_content_api_sync_adds_changes_removes_and_keeps_unapproved_un
             friendly_name=f"t{i}",
             language="en",
             body=f"Template {i} for {{{{1}}}}",
-        )  # fmt: skip
+        )
         for i in range(105)
     ]
-    pending = twilio_emulator.add_content(tenant.account_sid, friendly_name="promo",
-                                          language="en", body="Hi {{1}}", status="rejected")  # fmt: skip
+    pending = twilio_emulator.add_content(
+        tenant.account_sid, friendly_name="promo", language="en", body="Hi {{1}}", status="rejected"
+    )
     manual = Template("HX" + "f" * 32, "by_hand", "en", "Hi {{1}}")
     await deps.templates.save_template(tenant.hotel_id, manual)
     first = await templates.sync_hotel(deps, tenant.hotel_id)
     assert (first.added, first.changed, first.removed, first.offered) == (106, 0, 0, 105)
     assert twilio_emulator.content_requests == 2  # two pages
 
-    twilio_emulator.add_content(tenant.account_sid, sid=sids[0], friendly_name="t0",
-                                language="en", body="Changed for {{1}}")  # fmt: skip
+    twilio_emulator.add_content(
+        tenant.account_sid, sid=sids[0], friendly_name="t0", language="en", body="Changed for {{1}}"
+    )
     twilio_emulator.remove_content(sids[1])
-    twilio_emulator.add_content(tenant.account_sid, sid=pending, friendly_name="promo",
-                                language="en", body="Hi {{1}}", status="approved")  # fmt: skip
+    twilio_emulator.add_content(
+        tenant.account_sid,
+        sid=pending,
+        friendly_name="promo",
+        language="en",
+        body="Hi {{1}}",
+        status="approved",
+    )
     second = await templates.sync_hotel(deps, tenant.hotel_id)
     assert (second.added, second.changed, second.removed) == (0, 2, 1)
     stored = {t.content_sid: t for t in await deps.templates.templates(tenant.hotel_id)}
@@ -265,8 +304,9 @@ async def test_the_content_api_sync_adds_changes_removes_and_keeps_unapproved_un
 async def test_the_sync_cron_syncs_every_hotel_with_its_own_account(
     container: Container, tenant: Tenant, other_tenant: Tenant, twilio_emulator: TwilioEmulator
 ) -> None:
-    twilio_emulator.add_content(other_tenant.account_sid, friendly_name="ok", language="en",
-                                body="Hi")  # fmt: skip
+    twilio_emulator.add_content(
+        other_tenant.account_sid, friendly_name="ok", language="en", body="Hi"
+    )
     assert await templates.sync_all(container.deps) == 2
     assert container.deps.templates is not None
     assert await container.deps.templates.templates(tenant.hotel_id) == []
@@ -276,22 +316,55 @@ async def test_the_sync_cron_syncs_every_hotel_with_its_own_account(
 
 def test_the_cli_adds_lists_and_removes_templates(backing: Backing, tenant: Tenant) -> None:
     sid = "HX" + "1" * 32
-    added = hotelchat(backing, "s" * 40, "templates", "add", "--hotel", tenant.slug, "--sid", sid,
-                      "--name", "checkout", "--language", "en", "--body",
-                      "Bye {{1}}, check-out is at {{2}}.", "--var", "1=Ana", "--var", "2=11:00")  # fmt: skip
+    added = hotelchat(
+        backing,
+        "s" * 40,
+        "templates",
+        "add",
+        "--hotel",
+        tenant.slug,
+        "--sid",
+        sid,
+        "--name",
+        "checkout",
+        "--language",
+        "en",
+        "--body",
+        "Bye {{1}}, check-out is at {{2}}.",
+        "--var",
+        "1=Ana",
+        "--var",
+        "2=11:00",
+    )
     assert added.returncode == 0, added.stderr
     listed = hotelchat(backing, "s" * 40, "templates", "list", "--hotel", tenant.slug)
     assert f"{sid}\tcheckout\ten\tapproved\tmanual\tBye {{{{1}}}}" in listed.stdout
-    bad = hotelchat(backing, "s" * 40, "templates", "add", "--hotel", tenant.slug, "--sid", sid,
-                    "--name", "x", "--language", "en", "--body", "Hi {{}}")  # fmt: skip
+    bad = hotelchat(
+        backing,
+        "s" * 40,
+        "templates",
+        "add",
+        "--hotel",
+        tenant.slug,
+        "--sid",
+        sid,
+        "--name",
+        "x",
+        "--language",
+        "en",
+        "--body",
+        "Hi {{}}",
+    )
     assert bad.returncode == 1 and "malformed placeholder" in bad.stderr
     unknown = hotelchat(backing, "s" * 40, "templates", "list", "--hotel", "no-such-hotel")
     assert unknown.returncode == 1 and "no hotel 'no-such-hotel'" in unknown.stderr
-    removed = hotelchat(backing, "s" * 40, "templates", "remove", "--hotel", tenant.slug,
-                        "--sid", sid)  # fmt: skip
+    removed = hotelchat(
+        backing, "s" * 40, "templates", "remove", "--hotel", tenant.slug, "--sid", sid
+    )
     assert removed.returncode == 0, removed.stderr
-    again = hotelchat(backing, "s" * 40, "templates", "remove", "--hotel", tenant.slug,
-                      "--sid", sid)  # fmt: skip
+    again = hotelchat(
+        backing, "s" * 40, "templates", "remove", "--hotel", tenant.slug, "--sid", sid
+    )
     assert again.returncode == 1 and "no template" in again.stderr
 
 
@@ -320,29 +393,37 @@ async def test_a_synchronous_63016_closes_the_window_and_says_to_use_a_template(
         "SELECT conversation_id FROM messages WHERE id = $1", message_id
     )
     base = f"/api/conversations/{conversation_id}"
-    status, body = await post(web.client, base + "/messages", agent,
-                              {"body": "Yes, EUR 18 a day.", "client_id": str(uuid.uuid4())})  # fmt: skip
+    status, body = await post(
+        web.client,
+        base + "/messages",
+        agent,
+        {"body": "Yes, EUR 18 a day.", "client_id": str(uuid.uuid4())},
+    )
     assert status == 201, body
     await run_jobs(settings)
     assert twilio_emulator.sent() == []
-    failed = await admin.fetchrow("SELECT status, error_code FROM messages WHERE id = $1",
-                                  body["id"])  # fmt: skip
-    assert dict(failed) == {"status": "failed", "error_code": "twilio_63016"}
+    failed = await admin.fetchrow(
+        "SELECT status, error_code FROM messages WHERE id = $1", body["id"]
+    )
+    assert dict(failed or {}) == {"status": "failed", "error_code": "twilio_63016"}
     notice = await window_notice(admin)
     assert notice is not None and "template" in notice["body"]
     assert notice["window_closed_at"] is not None
     assert notice["state"] == "agent"  # the agent keeps it; the notice tells them what to do
     timeline = await (await web.client.get(base + "/messages")).get_json()
-    assert any(m["author"] == "system" and m["direction"] == "internal"
-               for m in timeline["messages"])  # fmt: skip
+    assert any(
+        m["author"] == "system" and m["direction"] == "internal" for m in timeline["messages"]
+    )
     conversation = await (await web.client.get(base)).get_json()
     assert conversation["window_closes_at"] is None
-    status, body = await post(web.client, base + "/messages", agent,
-                              {"body": "Hello?", "client_id": str(uuid.uuid4())})  # fmt: skip
+    status, body = await post(
+        web.client, base + "/messages", agent, {"body": "Hello?", "client_id": str(uuid.uuid4())}
+    )
     assert (status, body["error"]["code"]) == (409, "whatsapp_window_closed")
     # A template still goes out.
-    status, _ = await post(web.client, base + "/templates", agent,
-                           send(en, **{"1": "Ana", "2": "101"}))  # fmt: skip
+    status, _ = await post(
+        web.client, base + "/templates", agent, send(en, **{"1": "Ana", "2": "101"})
+    )
     assert status == 201
     await run_jobs(settings)
     assert len(twilio_emulator.sent()) == 1
@@ -380,7 +461,7 @@ async def test_a_failed_callback_with_63016_closes_the_window(
     assert notice["handoff_reason"] == templates.WINDOW_CLOSED_REASON
     assert notice["state"] == "needs_human"
     row = await admin.fetchrow("SELECT status, error_code FROM messages WHERE id = $1", reply_id)
-    assert dict(row) == {"status": "failed", "error_code": "twilio_63016"}
+    assert dict(row or {}) == {"status": "failed", "error_code": "twilio_63016"}
     assert list(twilio_emulator.callback_results) == [204]
 
 
@@ -394,8 +475,12 @@ async def test_a_template_send_that_timed_out_is_reconciled_not_resent(
     en, _ = register(twilio_emulator, tenant)
     await templates.sync_hotel(web.container.deps, tenant.hotel_id)
     conversation_id = await stale_conversation(web.container, tenant, admin)
-    status, body = await post(web.client, f"/api/conversations/{conversation_id}/templates",
-                              agent, send(en, **{"1": "Ana", "2": "101"}))  # fmt: skip
+    status, body = await post(
+        web.client,
+        f"/api/conversations/{conversation_id}/templates",
+        agent,
+        send(en, **{"1": "Ana", "2": "101"}),
+    )
     assert status == 201
     # Twilio takes the message, but its answer comes after our 2-second timeout.
     twilio_emulator.fail_next(Fault(accept=True, delay=3))
@@ -406,5 +491,7 @@ async def test_a_template_send_that_timed_out_is_reconciled_not_resent(
     assert await outbound.send_outbound(deps, tenant.hotel_id, body["id"]) == "reconciled"
     (sent,) = twilio_emulator.sent()
     assert sent.content_sid == en
-    assert await admin.fetchval("SELECT provider_sid FROM messages WHERE id = $1",
-                                body["id"]) == sent.sid  # fmt: skip
+    assert (
+        await admin.fetchval("SELECT provider_sid FROM messages WHERE id = $1", body["id"])
+        == sent.sid
+    )

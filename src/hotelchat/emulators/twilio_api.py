@@ -215,8 +215,8 @@ class TwilioEmulator:
         status: str = "approved",
         sid: str | None = None,
     ) -> str:
-        """Register (or, with `sid`, replace) a text template of `account_sid`; returns its
-        ContentSid."""
+        """Register (or, with `sid`, replace) a text template of `account_sid` (`*`: of every
+        account, as `hotelchat dev` does for the demo templates); returns its ContentSid."""
         content = EmulatedContent(
             sid=sid or "HX" + secrets.token_hex(16),
             account_sid=account_sid,
@@ -290,7 +290,7 @@ class TwilioEmulator:
             return twilio_error(401, 20003, "Authenticate")
         with self._lock:
             self.content_requests += 1
-            contents = [c for c in self._contents.values() if c.account_sid == account]
+            contents = [c for c in self._contents.values() if c.account_sid in (account, "*")]
         try:
             page_size = min(1000, max(1, int(request.query.get("PageSize", "50"))))
             page = max(0, int(request.query.get("Page", "0")))
@@ -331,7 +331,11 @@ class TwilioEmulator:
         sid = str(form.get("ContentSid", ""))
         with self._lock:
             content = self._contents.get(sid)
-        if not _CONTENT.fullmatch(sid) or content is None or content.account_sid != account:
+        if (
+            not _CONTENT.fullmatch(sid)
+            or content is None
+            or content.account_sid not in (account, "*")
+        ):
             return twilio_error(400, 21655, "The ContentSid is Invalid")
         raw = str(form.get("ContentVariables", "") or "{}")
         try:

@@ -851,14 +851,26 @@ def emulator() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8010, show_default=True)
 @click.option("--no-callbacks", is_flag=True, help="Do not send delivery-status callbacks.")
-def emulator_twilio(host: str, port: int, no_callbacks: bool) -> None:
-    """The Twilio Messages API: point TWILIO_API_BASE_URL here."""
+@click.option("--demo-templates", is_flag=True, help="Know the demo templates, for any account.")
+def emulator_twilio(host: str, port: int, no_callbacks: bool, demo_templates: bool) -> None:
+    """The Twilio Messages and Content APIs: point TWILIO_API_BASE_URL here."""
     from aiohttp import web
 
     from hotelchat.emulators.twilio_api import TwilioEmulator
+    from hotelchat.services.demo import DEMO_TEMPLATES
 
     configure_logging("INFO", "console")
-    web.run_app(TwilioEmulator(callbacks=not no_callbacks).app(), host=host, port=port, print=None)
+    emulator = TwilioEmulator(callbacks=not no_callbacks)
+    for t in DEMO_TEMPLATES if demo_templates else ():
+        emulator.add_content(
+            "*",
+            sid=t.content_sid,
+            friendly_name=t.friendly_name,
+            language=t.language,
+            body=t.body,
+            variables=dict(t.variables),
+        )
+    web.run_app(emulator.app(), host=host, port=port, print=None)
 
 
 @emulator.command("openai")
