@@ -292,3 +292,13 @@ def test_the_cli_adds_lists_and_removes_journeys(backing: Backing, tenant: Tenan
         backing, "s" * 40, "journeys", "remove", "--hotel", tenant.slug, "--name", "pre-arrival"
     )
     assert removed.returncode == 0, removed.stderr
+
+
+async def test_erasing_a_hotel_erases_its_templates_journeys_and_sends(
+    container: Container, tenant: Tenant, admin: asyncpg.Connection, twilio_emulator: TwilioEmulator
+) -> None:
+    await arrange(container, tenant, admin, twilio_emulator, day_before_at_ten(), date(2026, 7, 15))
+    assert await journeys.run_due(container.deps, madrid(date(2026, 7, 14), 10, 0)) == 1
+    await admin.fetch("SELECT * FROM hotelchat_erase_hotel($1)", tenant.hotel_id)
+    for table in ("whatsapp_templates", "outbound_templates", "journeys", "journey_sends"):
+        assert await admin.fetchval(f"SELECT count(*) FROM {table}") == 0, table

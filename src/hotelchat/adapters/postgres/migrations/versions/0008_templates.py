@@ -87,13 +87,12 @@ CREATE TABLE journey_sends (
   hotel_id        bigint NOT NULL REFERENCES hotels(id) ON DELETE CASCADE,
   journey_id      bigint NOT NULL,
   reservation_id  bigint NOT NULL REFERENCES reservations(id) ON DELETE CASCADE,
-  message_id      bigint,
+  message_id      bigint REFERENCES messages(id) ON DELETE SET NULL,
   outcome         text NOT NULL CHECK (outcome IN ('queued', 'opted_out', 'no_phone',
                     'no_template', 'no_sender', 'invalid_variables')),
   created_at      timestamptz NOT NULL DEFAULT now(),
   UNIQUE (journey_id, reservation_id),
-  FOREIGN KEY (hotel_id, journey_id) REFERENCES journeys(hotel_id, id) ON DELETE CASCADE,
-  FOREIGN KEY (hotel_id, message_id) REFERENCES messages(hotel_id, id) ON DELETE SET NULL
+  FOREIGN KEY (hotel_id, journey_id) REFERENCES journeys(hotel_id, id) ON DELETE CASCADE
 );
 
 GRANT SELECT, INSERT, UPDATE, DELETE
