@@ -5,9 +5,12 @@ variables through the worker and Twilio (the emulator)."""
 
 from __future__ import annotations
 
+from datetime import time
+
 import asyncpg
 from playwright.async_api import Page, expect
 
+from hotelchat.domain.templates import Journey
 from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.services import templates
 from tests.browser.pages import XSS, log_in, screenshot
@@ -43,8 +46,16 @@ async def test_outside_the_window_an_agent_sends_a_template_with_its_variables(
     await admin.execute("UPDATE messages SET reply_state = 'skipped' WHERE id = $1", message_id)
     await admin.execute("UPDATE conversations SET last_inbound_at = now() - interval '30 hours'")
     await admin.execute("UPDATE guests SET language = 'es'")
-    await create_agent(admin, "ana@a.test", [tenant.slug], name="Ana")
+    assert live.container.deps.templates is not None
+    await live.container.deps.templates.add_journey(
+        tenant.hotel_id,
+        Journey(0, "pre-arrival", "room_ready", "check_in", -1, time(10), time(22), time(8)),
+    )
+    await create_agent(admin, "ana@a.test", [tenant.slug], name="Ana", role="manager")
     await log_in(page, live, "ana@a.test")
+    await expect(page.locator("#journeys")).to_have_text(
+        "pre-arrival: room_ready, 1 d before check-in at 10:00, quiet 22:00-08:00"
+    )
     await page.locator(".conversation-row").first.click()
 
     picker = page.locator("#template-picker")

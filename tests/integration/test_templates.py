@@ -495,3 +495,27 @@ async def test_a_template_send_that_timed_out_is_reconciled_not_resent(
         await admin.fetchval("SELECT provider_sid FROM messages WHERE id = $1", body["id"])
         == sent.sid
     )
+
+
+async def test_managers_see_their_hotels_journeys_and_agents_do_not(
+    web: Web, agent: str, tenant: Tenant, other_tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    from datetime import time
+
+    from hotelchat.domain.templates import Journey
+
+    store = web.container.deps.templates
+    assert store is not None
+    ours = Journey(0, "pre-arrival", "pre_arrival", "check_in", -1, time(10), time(22), time(8))
+    await store.add_journey(tenant.hotel_id, ours)
+    await store.add_journey(
+        other_tenant.hotel_id, Journey(0, "theirs", "x", "check_out", 1, time(9))
+    )
+    response = await web.client.get("/api/journeys")
+    assert response.status_code == 403
+    await admin.execute("UPDATE agent_hotels SET role = 'manager'")
+    response = await web.client.get("/api/journeys")
+    assert response.status_code == 200
+    (only,) = (await response.get_json())["journeys"]
+    assert only["name"] == "pre-arrival" and only["quiet_hours"] == "22:00-08:00"
+    assert only["send_time"] == "10:00" and only["offset_days"] == -1

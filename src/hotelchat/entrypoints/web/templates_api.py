@@ -6,6 +6,9 @@ language, else the hotel's default); `POST` sends one with its variables. Both w
 agent's current hotel only: another hotel's conversation or template is a 404. Variables are
 checked here as in the browser (`domain.templates.check_variables`): a 400 `invalid_variables`
 names each problem. https://www.twilio.com/docs/api/errors/63016
+
+`GET /api/journeys` shows a hotel's managers its journeys (configured with `hotelchat journeys`);
+other agents get 403.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import Any
 from pydantic import Field
 from quart import Blueprint, Response, jsonify
 
-from hotelchat.domain.templates import MAX_BODY_CHARS, MAX_VARIABLE_CHARS, Template
+from hotelchat.domain.errors import Forbidden
+from hotelchat.domain.templates import MAX_BODY_CHARS, MAX_VARIABLE_CHARS, Journey, Template
 from hotelchat.entrypoints.web.context import container
 from hotelchat.entrypoints.web.dashboard import _Body, checked_id, conversation_payload, parse
 from hotelchat.entrypoints.web.security import checked_session, current_session
-from hotelchat.services import templates
+from hotelchat.services import assistant_settings, templates
 
 blueprint = Blueprint("templates_api", __name__)
 
@@ -71,3 +75,29 @@ async def send_template(conversation_id: int) -> tuple[Response, int]:
     return jsonify(
         {"id": stored.message_id, "conversation": conversation_payload(stored.conversation)}
     ), (201 if stored.created else 200)
+
+
+def journey_payload(journey: Journey) -> dict[str, Any]:
+    quiet = None
+    if journey.quiet_start is not None and journey.quiet_end is not None:
+        quiet = f"{journey.quiet_start:%H:%M}-{journey.quiet_end:%H:%M}"
+    return {
+        "name": journey.name,
+        "template": journey.template_name,
+        "anchor": journey.anchor,
+        "offset_days": journey.offset_days,
+        "send_time": f"{journey.send_time:%H:%M}",
+        "quiet_hours": quiet,
+        "variables": dict(journey.variables),
+        "enabled": journey.enabled,
+    }
+
+
+@blueprint.get("/api/journeys")
+async def list_journeys() -> Response:
+    session = await current_session()
+    deps = container().deps
+    if not await assistant_settings.is_manager(deps, session):
+        raise Forbidden("only the hotel's managers see its journeys")
+    found = await templates.registry(deps).journeys(session.hotel_id)
+    return jsonify({"journeys": [journey_payload(j) for j in found]})

@@ -151,6 +151,21 @@
     if (show && (!same || picker.templates.length === 0)) load(c).catch(() => {});
     if (!show) picker.templates = [];
   });
+  async function loadJourneys() {
+    const list = $("journeys");
+    if (!list) return; // managers only
+    const response = await fetch("/api/journeys", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    const day = (n) => (n === 0 ? "on the day" : n < 0 ? `${-n} d before` : `${n} d after`);
+    list.replaceChildren(...data.journeys.map((j) => Object.assign(document.createElement("li"), {
+      textContent: `${j.name}: ${j.template}, ${day(j.offset_days)} ${j.anchor === "check_in" ? "check-in" : "check-out"} at ${j.send_time}`
+        + (j.quiet_hours ? `, quiet ${j.quiet_hours}` : "") + (j.enabled ? "" : " (off)"),
+    })));
+    $("no-journeys").hidden = data.journeys.length > 0;
+  }
+
+  loadJourneys().catch(() => {});
   $("template-select").addEventListener("change", choose);
   $("template-picker").addEventListener("submit", (e) => { e.preventDefault(); send(); });
 })();
