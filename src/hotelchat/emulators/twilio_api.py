@@ -90,9 +90,9 @@ class EmulatedContent:
     status: str = "approved"
     date: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
 
-    def resource(self, *, approvals: bool) -> dict[str, Any]:
+    def resource(self, *, approvals: bool, account_sid: str) -> dict[str, Any]:
         found: dict[str, Any] = {
-            "account_sid": self.account_sid,
+            "account_sid": account_sid,
             "date_created": self.date.isoformat().replace("+00:00", "Z"),
             "date_updated": self.date.isoformat().replace("+00:00", "Z"),
             "friendly_name": self.friendly_name,
@@ -313,7 +313,7 @@ class TwilioEmulator:
             )
         return web.json_response(
             {
-                "contents": [c.resource(approvals=approvals) for c in chunk],
+                "contents": [c.resource(approvals=approvals, account_sid=account) for c in chunk],
                 "meta": {
                     "page": page,
                     "page_size": page_size,
