@@ -29,6 +29,7 @@ from hotelchat.adapters.postgres.provisioning import ProvisioningPool
 from hotelchat.adapters.postgres.reservations import PostgresReservations
 from hotelchat.adapters.postgres.service_requests import PostgresServiceRequests
 from hotelchat.adapters.postgres.store import PostgresStore
+from hotelchat.adapters.postgres.templates import PostgresTemplates
 from hotelchat.adapters.queue import ArqJobQueue, create_redis
 from hotelchat.adapters.realtime import SocketIOEvents, create_emitter
 from hotelchat.adapters.resilience import RedisCircuitBreaker, RedisConcurrencyLimit
@@ -42,6 +43,7 @@ from hotelchat.adapters.storage import FilesystemStorage, S3Storage
 from hotelchat.adapters.tokens import TiktokenCounter
 from hotelchat.adapters.twilio import (
     RoutedHttpClient,
+    TwilioContent,
     TwilioMedia,
     TwilioSignatures,
     TwilioWhatsApp,
@@ -307,6 +309,8 @@ async def build(
             timeout=settings.redis_timeout_seconds,
         ),
         opt_out_keywords=settings.keyword_table(),
+        templates=PostgresTemplates(db),
+        content=TwilioContent(twilio_http),
     )
     return Container(
         settings=settings,

@@ -23,6 +23,7 @@ Protocol facts:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ from twilio.rest import Client
 from hotelchat.domain.addresses import whatsapp_address
 from hotelchat.domain.errors import MediaRefused, SendError, TemporaryFailure
 from hotelchat.domain.model import DeliveryStatus, SenderRoute, provider_status
+from hotelchat.domain.templates import Template
 from hotelchat.observability import tracing
 from hotelchat.services.ports import Download, SentMessage
 
@@ -143,15 +145,22 @@ class TwilioWhatsApp:
         body: str,
         status_callback: str | None,
         media_urls: Sequence[str] = (),
+        content_sid: str | None = None,
+        content_variables: Mapping[str, str] | None = None,
     ) -> SentMessage:
-        """Create the message at Twilio, with `media_urls` as `MediaUrl` (URLs Twilio fetches).
+        """Create the message at Twilio: `body` with `media_urls` as `MediaUrl` (URLs Twilio
+        fetches), or with `content_sid` the template with `content_variables` (JSON) and no
+        `Body` (https://www.twilio.com/docs/api/errors/63016).
         Raises `SendError`: `retryable` for 429, 5xx and transport failures; `maybe_sent` when
         the request may have reached Twilio."""
         kwargs: dict[str, Any] = {
             "to": whatsapp_address(to_number),
             "from_": whatsapp_address(route.phone_number),
         }
-        if body:
+        if content_sid:
+            kwargs["content_sid"] = content_sid
+            kwargs["content_variables"] = json.dumps(dict(content_variables or {}))
+        elif body:
             kwargs["body"] = body
         if media_urls:
             kwargs["media_url"] = list(media_urls)
@@ -190,7 +199,10 @@ class TwilioWhatsApp:
         self, route: SenderRoute, *, to_number: str, body: str, since: datetime
     ) -> SentMessage | None:
         """The message with this body that we sent to `to_number` at or after `since`, if Twilio
-        has it. Raises `SendError` (retryable) when Twilio cannot be asked."""
+        has it. Bodies are compared with runs of whitespace collapsed: a template send is looked
+        for by our rendered preview, which is what Twilio stores as the body of a `twilio/text`
+        template (a template Twilio renders otherwise would not be found, and be sent again).
+        Raises `SendError` (retryable) when Twilio cannot be asked."""
         try:
             with tracing.span("twilio messages.list", kind=SpanKind.CLIENT):
                 messages = await self._client(route).messages.list_async(
@@ -204,7 +216,8 @@ class TwilioWhatsApp:
             raise SendError("could not list messages at Twilio", retryable=True) from exc
         for message in messages:
             created = message.date_created
-            if message.body == body and (created is None or created >= since - CLOCK_SKEW):
+            same = _squeeze(message.body or "") == _squeeze(body)
+            if same and (created is None or created >= since - CLOCK_SKEW):
                 return SentMessage(
                     sid=message.sid, status=provider_status(message.status) or DeliveryStatus.QUEUED
                 )
@@ -289,6 +302,58 @@ def _rate_limited(exc: BaseException) -> bool:
 def _log_rate_limited(state: RetryCallState) -> None:
     wait = state.next_action.sleep if state.next_action is not None else None
     log.warning("twilio.rate_limited", attempt=state.attempt_number, retry_in_seconds=wait)
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+# Content resources are listed 100 at a time, up to 1,000 (a hotel has a few dozen).
+CONTENT_PAGE = 100
+MAX_CONTENTS = 1000
+
+
+class TwilioContent:
+    """`services.ports.ContentSource` on the SDK's Content API (`content.v1.content_and_approvals`:
+    each Content resource with its WhatsApp approval status). Only `twilio/text` templates are
+    read: the body of other types (media, quick replies…) is not a text HotelChat can preview.
+    https://www.twilio.com/docs/content/content-api-resources
+    """
+
+    def __init__(self, http_client: RoutedHttpClient) -> None:
+        self._http = http_client
+
+    async def templates(self, route: SenderRoute) -> list[Template]:
+        """The account's text templates; raises `SendError` when Twilio cannot be asked."""
+        client = Client(route.account_sid, route.auth_token, http_client=self._http)
+        try:
+            with tracing.span("twilio content_and_approvals.list", kind=SpanKind.CLIENT):
+                contents = await client.content.v1.content_and_approvals.list_async(
+                    page_size=CONTENT_PAGE, limit=MAX_CONTENTS
+                )
+        except TwilioRestException as exc:
+            raise _rest_error(exc) from exc
+        except (TimeoutError, aiohttp.ClientError, TwilioException) as exc:
+            raise SendError("could not list templates at Twilio", retryable=True) from exc
+        found: list[Template] = []
+        for content in contents:
+            text = (content.types or {}).get("twilio/text")
+            if not isinstance(text, dict) or not isinstance(text.get("body"), str):
+                continue
+            approval = content.approval_requests or {}
+            status = approval.get("status") if isinstance(approval, dict) else None
+            found.append(
+                Template(
+                    content_sid=content.sid or "",
+                    friendly_name=content.friendly_name or "",
+                    language=content.language or "",
+                    body=text["body"],
+                    variables={str(k): str(v) for k, v in (content.variables or {}).items()},
+                    approval_status=str(status or "unsubmitted").lower(),
+                    source="twilio",
+                )
+            )
+        return found
 
 
 def _rest_error(exc: TwilioRestException) -> SendError:

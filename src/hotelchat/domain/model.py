@@ -136,12 +136,17 @@ MAX_REPLY_BODY_CHARS = 4800
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
-def whatsapp_window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
+def whatsapp_window_open(
+    last_inbound_at: datetime | None, now: datetime, closed_at: datetime | None = None
+) -> bool:
     """True while free-form WhatsApp messages may be sent: within 24 hours of the guest's last
-    inbound message. Outside it WhatsApp only accepts approved templates (Twilio error 63016).
+    inbound message, unless Twilio answered 63016 since (`closed_at`, later than that message).
+    Outside it WhatsApp only accepts approved templates (Twilio error 63016).
     https://www.twilio.com/docs/whatsapp/key-concepts#the-24-hour-window-or-24-hour-session
     """
-    return last_inbound_at is not None and now - last_inbound_at < WHATSAPP_WINDOW
+    if last_inbound_at is None or (closed_at is not None and closed_at >= last_inbound_at):
+        return False
+    return now - last_inbound_at < WHATSAPP_WINDOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,15 @@ It speaks the wire format of the real API for the parts HotelChat uses:
   the message (`EmulatedMessage.media`), and a URL that does not answer 200 fails the message
   with error 11200 (HTTP retrieval failure).
 https://www.twilio.com/docs/messaging/api/message-resource
+- templates: `GET /v1/ContentAndApprovals` and `GET /v1/Content` (the Content API's paging:
+  `meta` with `key`, `next_page_url`; PageSize, Page, PageToken), and sends with `ContentSid` +
+  `ContentVariables` instead of `Body`, rendered from the registered content (21655 for an
+  unknown ContentSid, 21656 for bad variables, 21654 for variables without a ContentSid).
+  https://www.twilio.com/docs/content/content-api-resources
+- the 24-hour window, when `enforce_window` is on: a free-form `Body` to a guest who has not
+  written within 24 hours (as told by `guest_wrote`) is refused with 63016
+  (https://www.twilio.com/docs/api/errors/63016); `Fault(async_error=63016)` instead accepts the
+  message and reports it `failed` with that ErrorCode in a status callback.
 
 Credentials: HTTP Basic with the Account SID and its auth token, as the SDK sends them; any
 non-empty token is accepted (the emulator has no account database) and is used to sign that
@@ -33,12 +42,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import json
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -55,6 +65,10 @@ MAX_MESSAGES = 10_000
 MAX_BODY = 1600  # https://www.twilio.com/docs/errors/21617
 _ADDRESS = re.compile(r"^whatsapp:\+[1-9][0-9]{6,14}$")
 _ACCOUNT = re.compile(r"^AC[0-9a-f]{32}$")
+_CONTENT = re.compile(r"^HX[0-9a-fA-F]{32}$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]{1,32})\s*\}\}")
+_BAD_VALUE = re.compile(r"[\n\r\t]| {5,}")  # https://www.twilio.com/docs/api/errors/21656
+WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -70,6 +84,49 @@ class Fault:
     code: int | None = None
     delay: float = 0.0
     accept: bool = False
+    async_error: int | None = None  # accept, then a `failed` callback with this ErrorCode
+
+
+@dataclass
+class EmulatedContent:
+    """A Content resource (a `twilio/text` template) of one account, with its WhatsApp
+    approval status."""
+
+    sid: str
+    account_sid: str
+    friendly_name: str
+    language: str
+    body: str
+    variables: dict[str, str]
+    status: str = "approved"
+    date: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def resource(self, *, approvals: bool, account_sid: str) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "account_sid": account_sid,
+            "date_created": self.date.isoformat().replace("+00:00", "Z"),
+            "date_updated": self.date.isoformat().replace("+00:00", "Z"),
+            "friendly_name": self.friendly_name,
+            "language": self.language,
+            "sid": self.sid,
+            "types": {"twilio/text": {"body": self.body}},
+            "variables": dict(self.variables),
+        }
+        if approvals:
+            found["approval_requests"] = {
+                "name": self.friendly_name,
+                "category": "UTILITY",
+                "content_type": "twilio/text",
+                "status": self.status,
+                "rejection_reason": "",
+                "allow_category_change": True,
+            }
+        else:
+            found["url"] = f"https://content.twilio.com/v1/Content/{self.sid}"
+            found["links"] = {
+                "approval_fetch": f"https://content.twilio.com/v1/Content/{self.sid}/ApprovalRequests"
+            }
+        return found
 
 
 @dataclass
@@ -110,6 +167,7 @@ class EmulatedMessage:
     date_sent: datetime | None = None
     media: list[FetchedMedia] = field(default_factory=list)
     error_code: int | None = None
+    content_sid: str | None = None
 
     def resource(self) -> dict[str, Any]:
         uri = f"{API}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
@@ -170,6 +228,10 @@ class TwilioEmulator:
         self._media: dict[str, StoredMedia] = {}
         self.media_faults: collections.deque[int] = collections.deque(maxlen=100)
         self.media_requests = 0  # GETs of media URLs, answered or not
+        self._contents: dict[str, EmulatedContent] = {}
+        self._last_inbound: dict[tuple[str, str], datetime] = {}
+        self.enforce_window = False
+        self.content_requests = 0
 
     # --- test controls ----------------------------------------------------------------------
 
@@ -210,6 +272,42 @@ class TwilioEmulator:
         with self._lock:
             self.media_faults.extend([status] * times)
 
+    def add_content(
+        self,
+        account_sid: str,
+        *,
+        friendly_name: str,
+        language: str,
+        body: str,
+        variables: dict[str, str] | None = None,
+        status: str = "approved",
+        sid: str | None = None,
+    ) -> str:
+        """Register (or, with `sid`, replace) a text template of `account_sid` (`*`: of every
+        account, as `hotelchat dev` does for the demo templates); returns its ContentSid."""
+        content = EmulatedContent(
+            sid=sid or "HX" + secrets.token_hex(16),
+            account_sid=account_sid,
+            friendly_name=friendly_name,
+            language=language,
+            body=body,
+            variables=dict(variables or {}),
+            status=status,
+        )
+        with self._lock:
+            self._contents[content.sid] = content
+        return content.sid
+
+    def remove_content(self, sid: str) -> None:
+        with self._lock:
+            self._contents.pop(sid, None)
+
+    def guest_wrote(self, account_sid: str, guest: str, at: datetime | None = None) -> None:
+        """The guest (`whatsapp:+…`) wrote to the account's number at `at` (default now): the
+        24-hour window starts again."""
+        with self._lock:
+            self._last_inbound[(account_sid, guest)] = at or datetime.now(UTC)
+
     def reset(self) -> None:
         with self._lock:
             self._messages.clear()
@@ -219,6 +317,10 @@ class TwilioEmulator:
             self.requests = 0
             self.media_requests = 0
             self.create_times.clear()
+            self._contents.clear()
+            self._last_inbound.clear()
+            self.enforce_window = False
+            self.content_requests = 0
 
     # --- the application --------------------------------------------------------------------
 
@@ -230,6 +332,8 @@ class TwilioEmulator:
         media_path = API + "/Accounts/{account}/Messages/{sid}/Media/{media}"
         app.router.add_get(media_path, self._get_media)
         app.router.add_delete(media_path, self._delete_media)
+        app.router.add_get("/v1/ContentAndApprovals", self._list_contents)
+        app.router.add_get("/v1/Content", self._list_contents)
         app.router.add_get("/_emulator/messages", self._emulator_messages)
         app.router.add_delete("/_emulator/messages", self._emulator_reset)
         app.on_cleanup.append(self._cancel_callbacks)
@@ -237,16 +341,95 @@ class TwilioEmulator:
 
     def _auth(self, request: web.Request) -> str | None:
         """The auth token of a Basic header whose user is the path's Account SID."""
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return None
-        try:
-            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
+        user, token = self._basic(request)
         if user != request.match_info["account"] or not _ACCOUNT.fullmatch(user) or not token:
             return None
         return token
+
+    @staticmethod
+    def _basic(request: web.Request) -> tuple[str, str]:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return "", ""
+        try:
+            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return "", ""
+        return user, token
+
+    async def _list_contents(self, request: web.Request) -> web.Response:
+        """The Content API's list, oldest first, paged like Twilio's (`meta.key` names the
+        list; `next_page_url` carries a PageToken)."""
+        account, token = self._basic(request)
+        if not _ACCOUNT.fullmatch(account) or not token:
+            return twilio_error(401, 20003, "Authenticate")
+        with self._lock:
+            self.content_requests += 1
+            contents = [c for c in self._contents.values() if c.account_sid in (account, "*")]
+        try:
+            page_size = min(1000, max(1, int(request.query.get("PageSize", "50"))))
+            page = max(0, int(request.query.get("Page", "0")))
+        except ValueError:
+            return twilio_error(400, 20001, "Invalid paging parameter")
+        token_value = request.query.get("PageToken")
+        start = page * page_size
+        if token_value is not None:
+            if not token_value.startswith("PT") or not token_value[2:].isdigit():
+                return twilio_error(400, 20001, "Invalid PageToken")
+            start = int(token_value[2:])
+        chunk = contents[start : start + page_size]
+        approvals = request.path.endswith("ContentAndApprovals")
+        base = "https://content.twilio.com" + request.path
+        url = f"{base}?PageSize={page_size}&Page={page}"
+        next_url = None
+        if start + page_size < len(contents):
+            next_url = (
+                f"{base}?PageSize={page_size}&Page={page + 1}&PageToken=PT{start + page_size}"
+            )
+        return web.json_response(
+            {
+                "contents": [c.resource(approvals=approvals, account_sid=account) for c in chunk],
+                "meta": {
+                    "page": page,
+                    "page_size": page_size,
+                    "first_page_url": f"{base}?PageSize={page_size}&Page=0",
+                    "previous_page_url": None,
+                    "url": url,
+                    "next_page_url": next_url,
+                    "key": "contents",
+                },
+            }
+        )
+
+    def _render(self, account: str, form: Any) -> str | web.Response:
+        """The body of a ContentSid send, or Twilio's error."""
+        sid = str(form.get("ContentSid", ""))
+        with self._lock:
+            content = self._contents.get(sid)
+        if (
+            not _CONTENT.fullmatch(sid)
+            or content is None
+            or content.account_sid not in (account, "*")
+        ):
+            return twilio_error(400, 21655, "The ContentSid is Invalid")
+        raw = str(form.get("ContentVariables", "") or "{}")
+        try:
+            given = json.loads(raw)
+        except ValueError:
+            return twilio_error(400, 21656, "The ContentVariables Parameter is invalid")
+        if not isinstance(given, dict):
+            return twilio_error(400, 21656, "The ContentVariables Parameter is invalid")
+        values = {**content.variables, **given}
+        for name in _PLACEHOLDER.findall(content.body):
+            value = values.get(name)
+            if not isinstance(value, str) or not value or _BAD_VALUE.search(value):
+                return twilio_error(400, 21656, "The ContentVariables Parameter is invalid")
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), content.body)
+
+    def _window_open(self, account: str, to: str) -> bool:
+        with self._lock:
+            last = self._last_inbound.get((account, to))
+        return last is not None and datetime.now(UTC) - last < WINDOW
 
     async def _create(self, request: web.Request) -> web.Response:
         with self._lock:
@@ -260,23 +443,39 @@ class TwilioEmulator:
         to, from_ = str(form.get("To", "")), str(form.get("From", ""))
         body = str(form.get("Body", ""))
         media_urls = [str(u) for u in form.getall("MediaUrl", [])]
+        account = request.match_info["account"]
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
         if not _ADDRESS.fullmatch(to):
             return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if not _ADDRESS.fullmatch(from_):
             return twilio_error(400, 21212, f"Invalid From Number (caller ID): {from_}")
-        if not body and not media_urls:
-            return twilio_error(400, 21602, "Message body is required.")
         if len(media_urls) > 10:
             return twilio_error(400, 21623, "Number of media files exceeds allowed limit.")
+        content_sid = str(form.get("ContentSid", "")) or None
+        if content_sid is None and form.get("ContentVariables"):
+            return twilio_error(400, 21654, "ContentSid Required")
+        if content_sid is not None:
+            rendered = self._render(account, form)
+            if isinstance(rendered, web.Response):
+                return rendered
+            body = rendered
+        elif not body and not media_urls:
+            return twilio_error(400, 21602, "Message body is required.")
+        elif self.enforce_window and not self._window_open(account, to):
+            return twilio_error(
+                400,
+                63016,
+                "Failed to send freeform message because you are outside the allowed window. "
+                "If you are using WhatsApp, please use a Message Template.",
+            )
         if len(body) > MAX_BODY:
             return twilio_error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )
         message = EmulatedMessage(
             sid="SM" + secrets.token_hex(16),
-            account_sid=request.match_info["account"],
+            account_sid=account,
             from_=from_,
             to=to,
             body=body,
@@ -284,11 +483,15 @@ class TwilioEmulator:
             date_created=datetime.now(UTC).replace(microsecond=0),
             status_callback=str(form["StatusCallback"]) if form.get("StatusCallback") else None,
             auth_token=token,
+            content_sid=content_sid,
         )
         if media_urls:
             message.media = await self._fetch_media_urls(media_urls)
             if any(m.status != 200 for m in message.media):
                 message.status, message.error_code = "failed", 11200
+        if fault is not None and fault.async_error is not None:
+            self._accept(message, failure=fault.async_error)
+            return web.json_response(message.resource(), status=201)
         if fault is not None:
             if fault.accept:
                 self._accept(message)
@@ -360,21 +563,24 @@ class TwilioEmulator:
         found.deleted = True
         return web.Response(status=204)
 
-    def _accept(self, message: EmulatedMessage) -> None:
+    def _accept(self, message: EmulatedMessage, failure: int | None = None) -> None:
         with self._lock:
             self._messages.append(message)
-        if self.callbacks and message.status_callback:
-            task = asyncio.get_running_loop().create_task(self._send_callbacks(message))
+        if message.status_callback and (self.callbacks or failure is not None):
+            task = asyncio.get_running_loop().create_task(self._send_callbacks(message, failure))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send_callbacks(self, message: EmulatedMessage) -> None:
+    async def _send_callbacks(self, message: EmulatedMessage, failure: int | None = None) -> None:
         assert message.status_callback is not None
         timeout = aiohttp.ClientTimeout(total=10)
+        steps: list[tuple[str, float]] = list(
+            zip(("sent", "delivered", "read"), self.callback_delays, strict=False)
+        )
+        if failure is not None:
+            steps = [("failed", self.callback_delays[0])]
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for status, delay in zip(
-                ("sent", "delivered", "read"), self.callback_delays, strict=False
-            ):
+            for status, delay in steps:
                 await asyncio.sleep(delay)
                 message.status = status
                 if status == "sent":
@@ -390,6 +596,8 @@ class TwilioEmulator:
                     "SmsSid": message.sid,
                     "SmsStatus": status,
                 }
+                if failure is not None:
+                    params["ErrorCode"] = str(failure)
                 headers = {
                     "X-Twilio-Signature": sign(message.auth_token, message.status_callback, params),
                     "User-Agent": "TwilioProxy/1.1",

@@ -574,6 +574,209 @@ def reservations_link(hotel_slug: str, code: str, site_url: str | None) -> None:
     click.echo(run(in_hotel(settings, hotel_slug, work)))
 
 
+@main.group("templates")
+def templates_group() -> None:
+    """A hotel's WhatsApp templates (as DATABASE_URL, through the application)."""
+
+
+@templates_group.command("sync")
+@click.option("--hotel", "hotel_slug", required=True)
+def templates_sync(hotel_slug: str) -> None:
+    """Make the hotel's templates those of its Twilio account's Content API, with their
+    approval status (only approved ones are offered); hand-added templates stay."""
+    from hotelchat.services import templates
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> templates.SyncResult:
+        return await templates.sync_hotel(deps, hotel_id)
+
+    result = run(in_hotel(settings, hotel_slug, work))
+    click.echo(
+        f"{hotel_slug}: {result.added} templates added, {result.changed} changed, "
+        f"{result.removed} removed; {result.offered} approved"
+    )
+
+
+@templates_group.command("add")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--sid", "content_sid", required=True, help="The ContentSid, HX + 32 hex digits.")
+@click.option("--name", "friendly_name", required=True, help="Its name; variants share it.")
+@click.option("--language", required=True, help="ISO 639-1, e.g. en.")
+@click.option("--body", required=True, help="The text, with {{1}}-style placeholders.")
+@click.option("--var", "variables", multiple=True, metavar="N=SAMPLE", help="A sample value.")
+@click.option("--status", default="approved", show_default=True, help="Approval status.")
+def templates_add(
+    hotel_slug: str,
+    content_sid: str,
+    friendly_name: str,
+    language: str,
+    body: str,
+    variables: tuple[str, ...],
+    status: str,
+) -> None:
+    """Add or replace a template by hand (tests and development)."""
+    from hotelchat.domain.templates import Template, check_template
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    samples: dict[str, str] = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not N=SAMPLE", param_hint="--var")
+        samples[name] = value
+    template = Template(content_sid, friendly_name, language, body, samples, status, "manual")
+
+    async def work(deps: Deps, hotel_id: int) -> bool:
+        return await registry(deps).save_template(hotel_id, check_template(template))
+
+    added = run(in_hotel(settings, hotel_slug, work))
+    click.echo(f"{hotel_slug}: template {content_sid} {'added' if added else 'replaced'}")
+
+
+@templates_group.command("list")
+@click.option("--hotel", "hotel_slug", required=True)
+def templates_list(hotel_slug: str) -> None:
+    """The hotel's templates: ContentSid, name, language, status, source, body."""
+    from hotelchat.domain.templates import Template
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> list[Template]:
+        return await registry(deps).templates(hotel_id)
+
+    for t in run(in_hotel(settings, hotel_slug, work)):
+        click.echo(
+            f"{t.content_sid}\t{t.friendly_name}\t{t.language}\t{t.approval_status}\t"
+            f"{t.source}\t{t.body}"
+        )
+
+
+@templates_group.command("remove")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--sid", "content_sid", required=True)
+def templates_remove(hotel_slug: str, content_sid: str) -> None:
+    """Remove a template (a synced one comes back at the next sync if still at Twilio)."""
+    from hotelchat.domain.errors import NotFound
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> None:
+        if not await registry(deps).remove_template(hotel_id, content_sid):
+            raise NotFound(f"no template {content_sid} in {hotel_slug}")
+
+    run(in_hotel(settings, hotel_slug, work))
+    click.echo(f"{hotel_slug}: template {content_sid} removed")
+
+
+@main.group("journeys")
+def journeys_group() -> None:
+    """Templates a hotel sends relative to its reservations (as DATABASE_URL)."""
+
+
+@journeys_group.command("add")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--name", required=True, help="The journey's name, e.g. pre-arrival.")
+@click.option("--template", "template_name", required=True, help="The template's name.")
+@click.option("--anchor", type=click.Choice(["check_in", "check_out"]), required=True)
+@click.option("--days", "offset_days", type=int, required=True, help="Days from it: -1 before.")
+@click.option("--at", "send_time", required=True, metavar="HH:MM", help="Hotel time.")
+@click.option("--quiet", default=None, metavar="HH:MM-HH:MM", help="Quiet hours, hotel time.")
+@click.option("--var", "variables", multiple=True, metavar="N=FIELD", help="e.g. 1=first_name.")
+def journeys_add(
+    hotel_slug: str,
+    name: str,
+    template_name: str,
+    anchor: str,
+    offset_days: int,
+    send_time: str,
+    quiet: str | None,
+    variables: tuple[str, ...],
+) -> None:
+    """Send template TEMPLATE (in the guest's language, else the hotel's) DAYS from each
+    reservation's check-in or check-out at HH:MM hotel time, once per reservation; a send
+    inside quiet hours waits until they end. Fields: guest_name, first_name, check_in,
+    check_out, room_type, code, hotel_name, nights."""
+    from hotelchat.domain.templates import Journey
+    from hotelchat.services.journeys import check_journey, parse_clock
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+    mapping: dict[str, str] = {}
+    for item in variables:
+        placeholder, sep, source = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not N=FIELD", param_hint="--var")
+        mapping[placeholder] = source
+    quiet_start = quiet_end = None
+
+    async def work(deps: Deps, hotel_id: int) -> int:
+        nonlocal quiet_start, quiet_end
+        if quiet is not None:
+            start, sep, end = quiet.partition("-")
+            if not sep:
+                raise click.BadParameter("use HH:MM-HH:MM", param_hint="--quiet")
+            quiet_start, quiet_end = parse_clock(start, "--quiet"), parse_clock(end, "--quiet")
+        at = parse_clock(send_time, "--at")
+        journey = Journey(0, name, template_name, anchor, offset_days, at,
+                          quiet_start, quiet_end, mapping)  # fmt: skip
+        return await registry(deps).add_journey(hotel_id, check_journey(journey))
+
+    journey_id = run(in_hotel(settings, hotel_slug, work))
+    click.echo(f"{hotel_slug}: journey {name} added (#{journey_id})")
+
+
+@journeys_group.command("list")
+@click.option("--hotel", "hotel_slug", required=True)
+def journeys_list(hotel_slug: str) -> None:
+    """The hotel's journeys."""
+    from hotelchat.domain.templates import Journey
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> list[Journey]:
+        return await registry(deps).journeys(hotel_id)
+
+    for j in run(in_hotel(settings, hotel_slug, work)):
+        quiet = (
+            f"{j.quiet_start:%H:%M}-{j.quiet_end:%H:%M}" if j.quiet_start and j.quiet_end else "-"
+        )
+        mapping = ",".join(f"{k}={v}" for k, v in j.variables.items()) or "-"
+        click.echo(
+            f"{j.name}\t{j.template_name}\t{j.anchor}{j.offset_days:+d}d {j.send_time:%H:%M}\t"
+            f"quiet {quiet}\t{mapping}"
+        )
+
+
+@journeys_group.command("remove")
+@click.option("--hotel", "hotel_slug", required=True)
+@click.option("--name", required=True)
+def journeys_remove(hotel_slug: str, name: str) -> None:
+    """Remove a journey (what it sent stays in the conversations)."""
+    from hotelchat.domain.errors import NotFound
+    from hotelchat.services.templates import registry
+
+    settings = load_settings()
+    configure_logging("WARNING", "console")
+
+    async def work(deps: Deps, hotel_id: int) -> None:
+        if not await registry(deps).remove_journey(hotel_id, name):
+            raise NotFound(f"no journey {name!r} in {hotel_slug}")
+
+    run(in_hotel(settings, hotel_slug, work))
+    click.echo(f"{hotel_slug}: journey {name} removed")
+
+
 @main.group("eval")
 def eval_group() -> None:
     """Measure the assistant on the evaluation sets in evals/."""
@@ -655,14 +858,26 @@ def emulator() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8010, show_default=True)
 @click.option("--no-callbacks", is_flag=True, help="Do not send delivery-status callbacks.")
-def emulator_twilio(host: str, port: int, no_callbacks: bool) -> None:
-    """The Twilio Messages API: point TWILIO_API_BASE_URL here."""
+@click.option("--demo-templates", is_flag=True, help="Know the demo templates, for any account.")
+def emulator_twilio(host: str, port: int, no_callbacks: bool, demo_templates: bool) -> None:
+    """The Twilio Messages and Content APIs: point TWILIO_API_BASE_URL here."""
     from aiohttp import web
 
     from hotelchat.emulators.twilio_api import TwilioEmulator
+    from hotelchat.services.demo import DEMO_TEMPLATES
 
     configure_logging("INFO", "console")
-    web.run_app(TwilioEmulator(callbacks=not no_callbacks).app(), host=host, port=port, print=None)
+    emulator = TwilioEmulator(callbacks=not no_callbacks)
+    for t in DEMO_TEMPLATES if demo_templates else ():
+        emulator.add_content(
+            "*",
+            sid=t.content_sid,
+            friendly_name=t.friendly_name,
+            language=t.language,
+            body=t.body,
+            variables=dict(t.variables),
+        )
+    web.run_app(emulator.app(), host=host, port=port, print=None)
 
 
 @emulator.command("openai")

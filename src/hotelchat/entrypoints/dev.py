@@ -234,7 +234,9 @@ def run_dev(settings: Settings, *, port: int | None) -> int:
             twilio_port = free_port()
             twilio_url = f"http://127.0.0.1:{twilio_port}"
             supervisor.start(
-                "twilio-emulator", ["emulator", "twilio", "--port", str(twilio_port)], env
+                "twilio-emulator",
+                ["emulator", "twilio", "--port", str(twilio_port), "--demo-templates"],
+                env,
             )
         env["TWILIO_API_BASE_URL"] = twilio_url
         supervisor.start("worker", ["worker"], env)

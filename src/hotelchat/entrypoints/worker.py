@@ -4,8 +4,9 @@ A service raises `TemporaryFailure` for work worth retrying, or `Unavailable` wh
 Redis does not answer; the worker turns both into arq's `Retry(defer=…)`, bounded by
 `JOB_MAX_TRIES`. Each minute a cron job queues again any reply or
 send that a crash or a queue outage left without a job, and samples the queue and handoff gauges
-(every 15 seconds). Each job attempt is a span of the trace it was queued in (the context travels
-in its `trace` argument), timed and counted.
+(every 15 seconds). Journey messages due are queued every 30 seconds, and templates synced
+from Twilio's Content API every 30 minutes. Each job attempt is a span of the trace it was
+queued in (the context travels in its `trace` argument), timed and counted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -35,7 +37,15 @@ from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.entrypoints.probes import ProbeServer
 from hotelchat.observability import metrics, tracing
-from hotelchat.services import knowledge, maintenance, media, outbound, replies
+from hotelchat.services import (
+    journeys,
+    knowledge,
+    maintenance,
+    media,
+    outbound,
+    replies,
+    templates,
+)
 from hotelchat.services.ports import Deps
 
 log = structlog.get_logger(__name__)
@@ -205,6 +215,25 @@ async def every_15_seconds(ctx: dict[str, Any]) -> int:
     )
 
 
+async def run_journeys(ctx: dict[str, Any]) -> int:
+    """Cron job: queue the journey messages due now (each once per reservation); with
+    PostgreSQL or Redis down, nothing is claimed and the next run tries again."""
+    try:
+        return await journeys.run_due(_container(ctx).deps, datetime.now(UTC))
+    except Unavailable as exc:
+        log.warning("journeys.unavailable", error=exc.message)
+        return 0
+
+
+async def sync_templates(ctx: dict[str, Any]) -> int:
+    """Cron job: sync every hotel's templates from its Twilio account's Content API."""
+    try:
+        return await templates.sync_all(_container(ctx).deps)
+    except Unavailable as exc:
+        log.warning("templates.unavailable", error=exc.message)
+        return 0
+
+
 async def sample_budgets(deps: Deps) -> None:
     """The share of each hotel's monthly AI budget spent (its month, in its time zone); 0 for a
     hotel without a budget, so a budget removed does not leave its last share behind."""
@@ -255,7 +284,9 @@ def create_worker(
             func(download_media, name=MEDIA_JOB, keep_result=0, max_tries=tries),
         ],
         cron_jobs=[
-            cron(every_15_seconds, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0)
+            cron(every_15_seconds, second={0, 15, 30, 45}, run_at_startup=True, keep_result=0),
+            cron(run_journeys, second={5, 35}, run_at_startup=True, keep_result=0),
+            cron(sync_templates, minute={7, 37}, second=20, keep_result=0),
         ],
         redis_pool=redis,
         on_startup=_startup,

@@ -43,6 +43,15 @@ async def is_opted_out(deps: Deps, hotel_id: int, guest_id: int) -> bool:
     return (await consent(deps, hotel_id, guest_id)).opted_out
 
 
+async def is_number_opted_out(deps: Deps, hotel_id: int, phone_number: str) -> bool:
+    """True when the hotel's guest with WhatsApp number `phone_number` (E.164) opted out of its
+    proactive messages; for journeys, whose reservation may have no guest row yet (then nobody
+    opted out). Raises `Unavailable` when PostgreSQL is down."""
+    if deps.consents is None:
+        return False
+    return await deps.consents.number_opted_out(hotel_id, phone_number)
+
+
 async def check_may_message_proactively(deps: Deps, hotel_id: int, guest_id: int) -> None:
     """Raises `OptedOut` (a `Conflict`) when the guest opted out of the hotel's proactive
     messages; for template and journey sends."""

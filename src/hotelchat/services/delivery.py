@@ -5,6 +5,9 @@ A status only ever moves forwards, so repeated and out-of-order callbacks change
 callback URL carries our message id (Twilio signs the whole URL), so a callback that arrives
 before we stored the MessageSid still finds its message.
 
+A `failed` callback with ErrorCode 63016 (outside the 24-hour window) closes the conversation's
+window and tells staff to use a template.
+
 Callback parameters: https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
 """
 
@@ -17,10 +20,11 @@ import structlog
 
 from hotelchat.domain.addresses import parse_whatsapp_address
 from hotelchat.domain.errors import Forbidden, InvalidInput
-from hotelchat.domain.model import provider_status
+from hotelchat.domain.model import DeliveryStatus, provider_status
 from hotelchat.observability import metrics
-from hotelchat.services import notify
+from hotelchat.services import notify, templates
 from hotelchat.services.inbound import SIGNATURE_PATTERN, verified_route
+from hotelchat.services.outbound import OUTSIDE_WINDOW
 from hotelchat.services.ports import Deps, StatusUpdate
 
 log = structlog.get_logger(__name__)
@@ -101,4 +105,10 @@ async def receive_status_callback(
         if update.handed_off:
             metrics.HANDOFFS.labels(route.hotel_slug, "delivery_failed").inc()
             await notify.conversation_touched(deps, route.hotel_id, update.conversation_id)
+        if (
+            update.status is DeliveryStatus.FAILED
+            and error_code == str(OUTSIDE_WINDOW)
+            and deps.templates is not None
+        ):
+            await templates.window_closed(deps, route.hotel_id, update.message_id)
     return update

@@ -15,6 +15,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from hotelchat.domain.errors import Conflict
+from hotelchat.domain.templates import Template
 from hotelchat.services.ports import Reservation
 from hotelchat.services.reservations import StatusName
 
@@ -295,6 +296,21 @@ def demo_reservations(slug: str, timezone: str, today: date | None = None) -> li
     ]
 
 
+# Approved templates every demo hotel has (and the emulator under `hotelchat dev` knows for any
+# account), so the template picker and journeys work out of the box.
+DEMO_TEMPLATES = (
+    Template("HX" + "d0" * 16, "room_ready", "en",
+             "Hello {{1}}, your room is ready. Reply to this message if you need anything.",
+             {"1": "Ana"}),
+    Template("HX" + "d1" * 16, "room_ready", "es",
+             "Hola {{1}}, su habitación está lista. Responda a este mensaje si necesita algo.",
+             {"1": "Ana"}),
+    Template("HX" + "d2" * 16, "pre_arrival", "en",
+             "Hi {{1}}, we look forward to welcoming you on {{2}}. Reply to chat with us.",
+             {"1": "Ana", "2": "2026-05-03"}),
+)  # fmt: skip
+
+
 class DemoProvisioning(Protocol):
     async def ensure_chain(self, slug: str, name: str) -> int: ...
 
@@ -324,6 +340,8 @@ class DemoProvisioning(Protocol):
     async def add_reservations(
         self, *, hotel_slug: str, reservations: Sequence[Reservation], source: str
     ) -> tuple[int, int]: ...
+
+    async def add_templates(self, *, hotel_slug: str, templates: Sequence[Template]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -365,6 +383,7 @@ async def seed_demo(prov: DemoProvisioning, passwords: dict[str, str]) -> list[A
                 await prov.add_knowledge(
                     hotel_slug=hotel.slug, title=title, body=body, keywords=KEYWORDS.get(title, "")
                 )
+        await prov.add_templates(hotel_slug=hotel.slug, templates=DEMO_TEMPLATES)
         stays = demo_reservations(hotel.slug, hotel.timezone)
         if stays:
             await prov.add_reservations(hotel_slug=hotel.slug, reservations=stays, source="demo")

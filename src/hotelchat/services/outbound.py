@@ -17,6 +17,10 @@ Every send waits for its sender number's pace (`Deps.pacer`): Twilio queues what
 WhatsApp sender's throughput, 80 messages per second by default
 (https://www.twilio.com/docs/whatsapp/best-practices-and-faqs), and answers 429 / 20429 past
 its API concurrency (retried by the adapter, then by the job).
+
+A template message (`SendPlan.content_sid`) is sent with ContentSid
+and ContentVariables, and looked for when reconciling by its rendered preview. A 63016 (outside
+the 24-hour window) closes the conversation's window and tells staff to use a template.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from hotelchat.domain.errors import SendError, TemporaryFailure
 from hotelchat.domain.model import MAX_OUTBOUND_CHARS, Channel, DeliveryStatus
 from hotelchat.domain.splitting import split_message
 from hotelchat.observability import metrics
-from hotelchat.services import media, notify
+from hotelchat.services import media, notify, templates
 from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, MessageParts, SendPlan
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 10.0
+# Twilio: outside the 24-hour window, only a template may be sent.
+# https://www.twilio.com/docs/api/errors/63016
+OUTSIDE_WINDOW = 63016
 
 
 def status_callback(deps: Deps, message_id: int, part: int | None = None) -> str | None:
@@ -98,12 +105,19 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
                 "the provider failed", defer_seconds=RETRY_AFTER_SECONDS
             ) from exc
         code = f"twilio_{exc.provider_code}" if exc.provider_code else f"http_{exc.status}"
+        window_closed = exc.provider_code == OUTSIDE_WINDOW
         handed_off = await deps.store.record_send_failure(
             hotel_id,
             message_id,
             error_code=code,
-            handoff_reason=f"the message could not be delivered ({code})",
+            handoff_reason=(
+                templates.WINDOW_CLOSED_REASON
+                if window_closed
+                else f"the message could not be delivered ({code})"
+            ),
         )
+        if window_closed and deps.templates is not None:
+            await templates.window_closed(deps, hotel_id, message_id)
         log.warning("send.failed", hotel_id=hotel_id, message_id=message_id, error_code=code)
         metrics.TWILIO_SENDS.labels("failed", str(exc.provider_code or "")).inc()
         if handed_off:
@@ -136,6 +150,8 @@ async def _send_whatsapp(deps: Deps, hotel_id: int, plan: SendPlan) -> str:
         body=plan.body,
         status_callback=status_callback(deps, plan.message_id),
         media_urls=[media.fetch_url(deps, hotel_id, item.id) for item in plan.media],
+        content_sid=plan.content_sid,
+        content_variables=plan.content_variables,
     )
     await deps.store.record_sent(hotel_id, plan.message_id, sent)
     log.info("send.sent", hotel_id=hotel_id, message_id=plan.message_id, status=sent.status.value)

@@ -28,6 +28,7 @@ from hotelchat.domain.model import (
     Turn,
 )
 from hotelchat.domain.pricing import PriceTable
+from hotelchat.domain.templates import Journey, Template
 from hotelchat.domain.tenants import HotelSpec, Owner, SenderSpec
 
 # --- Store results ------------------------------------------------------------------------------
@@ -149,6 +150,9 @@ class SendPlan:
     route: SenderRoute | None  # WhatsApp only
     reconcile_since: datetime | None
     media: tuple[MediaItem, ...] = ()  # attachments, sent as MediaUrl
+    # A template send: `body` is then our rendered preview, and these go to Twilio instead.
+    content_sid: str | None = None
+    content_variables: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,7 @@ class ConversationSummary:
     handoff_reason: str | None
     awaiting_human_since: datetime | None
     opted_out_at: datetime | None = None  # the guest opted out of proactive messages then
+    window_closed_at: datetime | None = None  # Twilio answered 63016 (see whatsapp_window_open)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +430,10 @@ class Store(Protocol):
         ...
 
     async def hotel_profile(self, hotel_id: int) -> HotelProfile | None: ...
+
+    async def whatsapp_senders(self, hotel_id: int) -> list[SenderRoute]:
+        """The hotel's routable WhatsApp numbers with their Twilio credentials."""
+        ...
 
     async def record_inbound_whatsapp(
         self, route: SenderRoute, inbound: InboundWhatsApp, language: str | None
@@ -850,7 +859,12 @@ class WhatsAppSender(Protocol):
         body: str,
         status_callback: str | None,
         media_urls: Sequence[str] = (),
-    ) -> SentMessage: ...
+        content_sid: str | None = None,
+        content_variables: Mapping[str, str] | None = None,
+    ) -> SentMessage:
+        """Send `body` (with the files at `media_urls`), or with `content_sid` the template
+        with `content_variables` (no body: `body` is only our rendered preview)."""
+        ...
 
     async def find_sent(
         self, route: SenderRoute, *, to_number: str, body: str, since: datetime
@@ -926,6 +940,11 @@ class Consents(Protocol):
     """Guests' opt-outs of proactive messages, per hotel, in PostgreSQL."""
 
     async def consent(self, hotel_id: int, guest_id: int) -> Consent: ...
+
+    async def number_opted_out(self, hotel_id: int, phone_number: str) -> bool:
+        """Whether the hotel's guest with this WhatsApp number (E.164) opted out; False when
+        no guest has it yet (a reservation's guest who never wrote)."""
+        ...
 
     async def inbound_keyword_candidate(
         self, hotel_id: int, message_id: int
@@ -1085,6 +1104,100 @@ class LanguageDetector(Protocol):
     def detect(self, text: str) -> str | None:
         """ISO 639-1 code of `text`'s language, or None when too unsure."""
         ...
+
+
+# --- templates, journeys, consent -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DueStay:
+    """A reservation a journey has not handled yet, with what choosing and filling the template
+    needs. `fields` are the values variables may name (`domain.templates.RESERVATION_FIELDS`)."""
+
+    reservation_id: int
+    phone_number: str | None
+    anchor: date
+    guest_language: str | None
+    fields: Mapping[str, str]
+
+
+class TemplateStore(Protocol):
+    """A hotel's WhatsApp templates and journeys, in PostgreSQL. Every method with a
+    `hotel_id` sees only that hotel. Raises `NotFound`, `Conflict`, `InvalidInput`."""
+
+    async def templates(self, hotel_id: int) -> list[Template]: ...
+
+    async def save_template(self, hotel_id: int, template: Template) -> bool:
+        """Add or replace (by ContentSid); True when added."""
+        ...
+
+    async def remove_template(self, hotel_id: int, content_sid: str) -> bool: ...
+
+    async def replace_synced(
+        self, hotel_id: int, templates: Sequence[Template]
+    ) -> tuple[int, int, int]:
+        """Make the hotel's synced templates exactly `templates` (hand-made ones stay);
+        returns (added, changed, removed)."""
+        ...
+
+    async def hotels_to_sync(self) -> list[int]: ...
+
+    async def add_template_message(
+        self,
+        hotel_id: int,
+        conversation_id: int,
+        agent_id: int,
+        *,
+        template: Template,
+        variables: Mapping[str, str],
+        client_id: str,
+    ) -> AgentMessage:
+        """Store an agent's template send (taking the conversation over), once per
+        `client_id`; allowed outside the 24-hour window."""
+        ...
+
+    async def mark_window_closed(
+        self, hotel_id: int, message_id: int, *, notice: str, reason: str
+    ) -> tuple[int, int] | None:
+        """Twilio refused message `message_id` with 63016: close its conversation's window, add
+        `notice` to its timeline and set the handoff reason. Returns (conversation id, notice
+        id); None when there is no such message or its notice exists already."""
+        ...
+
+    async def journeys(self, hotel_id: int) -> list[Journey]: ...
+
+    async def add_journey(self, hotel_id: int, journey: Journey) -> int: ...
+
+    async def remove_journey(self, hotel_id: int, name: str) -> bool: ...
+
+    async def journey_hotels(self) -> list[int]: ...
+
+    async def due_stays(self, hotel_id: int, journey: Journey, today: date) -> list[DueStay]:
+        """Reservations whose anchor date makes `journey` due around `today` (hotel time) and
+        that it has not handled yet."""
+        ...
+
+    async def claim_journey_send(
+        self,
+        hotel_id: int,
+        journey_id: int,
+        stay: DueStay,
+        *,
+        outcome: str,
+        template: Template | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> int | None:
+        """Record that `journey_id` handled `stay`, once: with outcome `queued`, in the same
+        transaction, store the outbound template message (and the guest and conversation it
+        needs). Returns the message id to send; None when it was handled before or nothing
+        is to be sent."""
+        ...
+
+
+class ContentSource(Protocol):
+    """A Twilio account's Content API templates (with approval status). Raises `SendError`."""
+
+    async def templates(self, route: SenderRoute) -> list[Template]: ...
 
 
 # --- provisioning (the CLI and the Kubernetes operator) -------------------------------------
@@ -1255,3 +1368,5 @@ class Deps:
     consents: Consents | None = None
     pacer: SendPacer | None = None
     opt_out_keywords: KeywordTable = DEFAULT_KEYWORDS
+    templates: TemplateStore | None = None
+    content: ContentSource | None = None

@@ -25,6 +25,19 @@ class PostgresConsents:
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
+    async def number_opted_out(self, hotel_id: int, phone_number: str) -> bool:
+        async def work(conn: Connection) -> bool:
+            found: bool = await conn.fetchval(
+                """SELECT EXISTS (
+                     SELECT 1 FROM guest_consents gc
+                     JOIN guests g ON g.hotel_id = gc.hotel_id AND g.id = gc.guest_id
+                     WHERE g.phone_number = $1 AND gc.opted_out)""",
+                phone_number,
+            )
+            return found
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
     async def inbound_keyword_candidate(
         self, hotel_id: int, message_id: int
     ) -> tuple[str, str | None] | None:

@@ -44,7 +44,8 @@ SUMMARY = """
 SELECT c.id, c.hotel_id, c.channel, c.state, c.assigned_agent_id, a.display_name AS agent_name,
        g.display_name AS guest_name, g.phone_number AS guest_phone,
        g.language AS guest_language, c.last_message_at, c.last_inbound_at, c.handoff_reason,
-       c.awaiting_human_since, left(lm.body, $2) AS preview, lm.author AS preview_author,
+       c.awaiting_human_since, c.window_closed_at, left(lm.body, $2) AS preview,
+       lm.author AS preview_author,
        CASE WHEN gc.opted_out THEN gc.changed_at END AS opted_out_at,
        (SELECT count(*) FROM messages u
         WHERE u.hotel_id = c.hotel_id AND u.conversation_id = c.id
@@ -94,6 +95,7 @@ def summary(row: asyncpg.Record) -> ConversationSummary:
         handoff_reason=row["handoff_reason"],
         awaiting_human_since=row["awaiting_human_since"],
         opted_out_at=row.get("opted_out_at"),
+        window_closed_at=row["window_closed_at"],
     )
 
 
@@ -286,7 +288,7 @@ class PostgresInbox:
             if not internal:
                 after = apply(current, Action.REPLY, agent_id)
                 row = await conn.fetchrow(
-                    """SELECT channel, last_inbound_at, now() AS now,
+                    """SELECT channel, last_inbound_at, window_closed_at, now() AS now,
                               extract(epoch FROM now() - awaiting_human_since) AS waited
                        FROM conversations WHERE id = $1""",
                     conversation_id,
@@ -294,7 +296,7 @@ class PostgresInbox:
                 assert row is not None
                 channel = Channel(row["channel"])
                 if channel is Channel.WHATSAPP and not whatsapp_window_open(
-                    row["last_inbound_at"], row["now"]
+                    row["last_inbound_at"], row["now"], row["window_closed_at"]
                 ):
                     raise Conflict(
                         "WhatsApp's 24-hour window is closed: the guest must write first",

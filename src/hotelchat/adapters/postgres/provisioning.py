@@ -9,6 +9,7 @@ auth tokens are encrypted here, on their way in, and decrypted on their way out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from hotelchat.adapters.postgres.database import Connection, Database
 from hotelchat.adapters.postgres.reservations import upsert_reservations
 from hotelchat.config import ConfigError
 from hotelchat.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from hotelchat.domain.templates import Template
 from hotelchat.domain.tenants import HotelSpec, Owner, SenderSpec
 from hotelchat.services.ports import (
     Reservation,
@@ -475,6 +477,24 @@ class Provisioning:
         hotel = await self.hotel(hotel_slug)
         async with self.conn.transaction():
             return await upsert_reservations(self.conn, hotel.id, reservations, source=source)
+
+    async def add_templates(self, *, hotel_slug: str, templates: Sequence[Template]) -> int:
+        """Add the hotel's WhatsApp templates that it lacks (by ContentSid), as hand-made ones;
+        returns how many were added. Raises `NotFound` (no such hotel)."""
+        hotel = await self.hotel(hotel_slug)
+        added = 0
+        async with self.conn.transaction():
+            for t in templates:
+                done = await self.conn.execute(
+                    """INSERT INTO whatsapp_templates (hotel_id, content_sid, friendly_name,
+                         language, body, variables, approval_status, source)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, 'manual')
+                       ON CONFLICT (hotel_id, content_sid) DO NOTHING""",
+                    hotel.id, t.content_sid, t.friendly_name, t.language, t.body,
+                    json.dumps(dict(t.variables), ensure_ascii=False), t.approval_status,
+                )  # fmt: skip
+                added += done == "INSERT 0 1"
+        return added
 
 
 def _differs(stored: object, wanted: object) -> bool:

@@ -626,10 +626,12 @@ class PostgresStore:
                 SELECT m.direction, m.status, m.body, m.conversation_id, m.send_attempted_at,
                        m.attempts, m.send_claimed_until > now() AS claimed,
                        extract(epoch FROM m.send_claimed_until - now()) AS claimed_for,
-                       c.channel, c.sender_id, g.phone_number
+                       c.channel, c.sender_id, g.phone_number,
+                       t.content_sid, t.variables AS content_variables
                 FROM messages m
                 JOIN conversations c ON c.hotel_id = m.hotel_id AND c.id = m.conversation_id
                 JOIN guests g ON g.hotel_id = c.hotel_id AND g.id = c.guest_id
+                LEFT JOIN outbound_templates t ON t.message_id = m.id
                 WHERE m.id = $1
                 FOR UPDATE OF m
                 """,
@@ -673,6 +675,10 @@ class PostgresStore:
                 route=route,
                 reconcile_since=row["send_attempted_at"],
                 media=tuple(media_item(a) for a in attachments),
+                content_sid=row["content_sid"],
+                content_variables=(
+                    json.loads(row["content_variables"]) if row["content_sid"] else None
+                ),
             )
 
         return await self.db.tenant(hotel_id, work, idempotent=True)

@@ -15,7 +15,15 @@ from hotelchat.adapters.realtime import close_server, create_server, start_serve
 from hotelchat.config import Settings
 from hotelchat.domain.media import MAX_MEDIA_BYTES
 from hotelchat.entrypoints.web import assistant as assistant_api
-from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
+from hotelchat.entrypoints.web import (
+    dashboard,
+    health,
+    login,
+    sockets,
+    templates_api,
+    webchat,
+    webhooks,
+)
 from hotelchat.entrypoints.web import knowledge as knowledge_pages
 from hotelchat.entrypoints.web import media as media_routes
 from hotelchat.entrypoints.web import service_requests as service_request_api
@@ -56,7 +64,7 @@ def create_app(settings: Settings) -> Quart:
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     register_error_handlers(app)
     blueprints = (dashboard, knowledge_pages, service_request_api, assistant_api, webchat,
-                  media_routes)  # fmt: skip
+                  media_routes, templates_api)  # fmt: skip
     for module in (webhooks, health, login, *blueprints):
         app.register_blueprint(module.blueprint)
 

@@ -119,7 +119,10 @@ def media_payload(item: MediaItem, url_prefix: str) -> dict[str, Any]:
 
 def conversation_payload(summary: ConversationSummary) -> dict[str, Any]:
     payload = summary_payload(summary)
-    if summary.last_inbound_at is not None:
+    closed = summary.window_closed_at is not None and (
+        summary.last_inbound_at is None or summary.window_closed_at >= summary.last_inbound_at
+    )
+    if summary.last_inbound_at is not None and not closed:
         payload["window_closes_at"] = (summary.last_inbound_at + WHATSAPP_WINDOW).isoformat()
     else:
         payload["window_closes_at"] = None

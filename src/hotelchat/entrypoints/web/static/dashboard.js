@@ -165,6 +165,8 @@
       button.disabled = byOther && action !== "reopen";
     }
     $("send").disabled = byOther;
+    // templates.js offers templates when WhatsApp's window is closed.
+    document.dispatchEvent(new CustomEvent("hc:conversation", { detail: c }));
   }
 
   function renderWindow(c) {
@@ -683,6 +685,14 @@
     $("assistant-form").addEventListener("submit", (e) => { e.preventDefault(); saveSettings(); });
   }
 
+  document.addEventListener("hc:sent", (e) => {
+    if (e.detail && e.detail.conversation) {
+      state.conversations.set(e.detail.conversation.id, e.detail.conversation);
+      renderHead(e.detail.conversation);
+      renderList();
+    }
+    catchUp().catch((error) => showError(error.message));
+  });
   const initial = Number(new URLSearchParams(location.search).get("c"));
   loadList()
     .then(() => { if (initial) return openConversation(initial); })
