@@ -28,7 +28,7 @@ from hotelchat.domain.templates import (
     due_at,
     reservation_values,
 )
-from hotelchat.services.consent import is_number_opted_out
+from hotelchat.services import consent
 from hotelchat.services.ports import Deps, DueStay
 from hotelchat.services.templates import registry
 
@@ -121,7 +121,7 @@ async def _handle(
     if not stay.phone_number:
         await store.claim_journey_send(hotel_id, journey.id, stay, outcome="no_phone")
         return None
-    if await is_number_opted_out(deps, hotel_id, stay.phone_number):
+    if await consent.is_number_opted_out(deps, hotel_id, stay.phone_number):
         await store.claim_journey_send(hotel_id, journey.id, stay, outcome="opted_out")
         log.info("journey.opted_out", hotel_id=hotel_id, journey=journey.name)
         return None

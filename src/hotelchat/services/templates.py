@@ -16,8 +16,7 @@ import structlog
 from hotelchat.domain.errors import Conflict, InvalidInput, NotFound, SendError, Unavailable
 from hotelchat.domain.model import Channel
 from hotelchat.domain.templates import Template, check_template, check_variables, choose
-from hotelchat.services import notify
-from hotelchat.services.consent import is_number_opted_out
+from hotelchat.services import consent, notify
 from hotelchat.services.inbox import check_client_id, conversation
 from hotelchat.services.ports import AgentMessage, AgentSession, Deps, TemplateStore
 
@@ -123,7 +122,7 @@ async def send_template(
     if not template.approved:
         raise Conflict("this template is not approved by WhatsApp", code="template_not_approved")
     values = check_variables(template, variables)
-    if summary.guest_phone and await is_number_opted_out(
+    if summary.guest_phone and await consent.is_number_opted_out(
         deps, session.hotel_id, summary.guest_phone
     ):
         raise Conflict("the guest opted out of messages from the hotel", code="opted_out")
