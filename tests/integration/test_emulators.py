@@ -506,7 +506,7 @@ ROUTE = SenderRoute(
 @pytest.fixture
 async def whatsapp(twilio_emulator: TwilioEmulator) -> AsyncIterator[TwilioWhatsApp]:
     http = RoutedHttpClient(timeout=2, base_url=twilio_emulator.url)
-    yield TwilioWhatsApp(http)
+    yield TwilioWhatsApp(http, rate_limit_retries=2, rate_limit_backoff_seconds=0.05)
     await http.close()
 
 
@@ -541,11 +541,13 @@ async def test_twilio_errors_become_send_errors(
     retryable: bool,
     code: int,
 ) -> None:
-    twilio_emulator.fail_next(fault)
+    # Persistent: a 429 is retried twice here (bounded), then surfaces like the others.
+    twilio_emulator.fail_next(fault, times=3)
     with pytest.raises(SendError) as caught:
         await whatsapp.send(ROUTE, to_number="+15551234567", body="Hi", status_callback=None)
     assert (caught.value.retryable, caught.value.provider_code) == (retryable, code)
     assert not caught.value.maybe_sent
+    assert twilio_emulator.requests == (3 if fault.status == 429 else 1)
 
 
 async def test_a_twilio_timeout_may_have_sent(
