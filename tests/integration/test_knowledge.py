@@ -94,9 +94,8 @@ async def test_plain_arrays_work_where_pgvector_is_missing(
     from hotelchat import bootstrap
 
     await admin.execute(
-        """ALTER TABLE kb_entries
-             ALTER COLUMN embedding_text TYPE double precision[] USING NULL,
-             ALTER COLUMN embedding_title TYPE double precision[] USING NULL"""
+        """DELETE FROM kb_passages;
+           ALTER TABLE kb_passages ALTER COLUMN embedding TYPE double precision[] USING NULL"""
     )
     fresh = await bootstrap.build(settings)  # detects the column type anew
     try:
@@ -112,16 +111,15 @@ async def test_plain_arrays_work_where_pgvector_is_missing(
         assert (
             await admin.fetchval(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"
+                "WHERE attrelid = 'kb_passages'::regclass AND attname = 'embedding'"
             )
             == "double precision[]"
         )
     finally:
         await fresh.close()
         await admin.execute(
-            """ALTER TABLE kb_entries
-                 ALTER COLUMN embedding_text TYPE vector USING NULL,
-                 ALTER COLUMN embedding_title TYPE vector USING NULL"""
+            """DELETE FROM kb_passages;
+               ALTER TABLE kb_passages ALTER COLUMN embedding TYPE vector USING NULL"""
         )
 
 
@@ -162,7 +160,8 @@ async def test_edits_bump_the_version_and_are_embedded_again(
     assert not edited.embedded
     assert await base.version(hotel.hotel_id) == version + 1
     # Vectors computed for the old text are not stored over the new one.
-    assert not await base.save_embeddings(hotel.hotel_id, parking, [0.0] * 384, [0.0] * 384, "x")
+    stale = [("text", "Parking: old", [0.0] * 384)]
+    assert not await base.save_passages(hotel.hotel_id, parking, stale, "x")  # type: ignore[arg-type]
     assert await knowledge.embed_pending(container.deps, hotel.hotel_id) == 1
     found = await knowledge.retrieve(container.deps, hotel.hotel_id, "parking price?", limit=1)
     assert found.passages[0].body == "Parking is now free."

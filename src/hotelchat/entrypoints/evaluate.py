@@ -375,7 +375,7 @@ async def evaluate(deps: Deps, prov: Provisioning, files: Sequence[QuestionFile]
 async def _vector_storage(prov: Provisioning) -> str:
     kind = await prov.conn.fetchval(
         """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-           WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"""
+           WHERE attrelid = 'kb_passages'::regclass AND attname = 'embedding'"""
     )
     return "pgvector" if kind == "vector" else "float8[] arrays (no pgvector)"
 

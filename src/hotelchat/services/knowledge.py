@@ -22,7 +22,14 @@ import structlog
 
 from hotelchat.domain.errors import Forbidden, HotelChatError, InvalidInput, ModelError, Unavailable
 from hotelchat.domain.model import Passage
-from hotelchat.services.ports import AgentSession, Deps, JobQueue, KnowledgeBase, KnowledgeEntry
+from hotelchat.services.ports import (
+    AgentSession,
+    Deps,
+    JobQueue,
+    KnowledgeBase,
+    KnowledgeEntry,
+    PassageKind,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +81,9 @@ async def retrieve(deps: Deps, hotel_id: int, question: str, *, limit: int) -> R
 
 
 async def embed_pending(deps: Deps, hotel_id: int, *, limit: int = 500) -> int:
-    """Compute the vectors of entries that lack current ones; returns how many were stored.
-    Raises `ModelError` when the embeddings model fails (the job is retried)."""
+    """Cut the entries that lack current vectors into passages (`passages_of`) and store the
+    passages' vectors; returns how many entries were stored. Raises `ModelError` when the
+    embeddings model fails (the job is retried)."""
     if deps.embeddings is None:
         return 0
     model = deps.embeddings.model
@@ -83,23 +91,57 @@ async def embed_pending(deps: Deps, hotel_id: int, *, limit: int = 500) -> int:
     pending = await deps.knowledge_base.unembedded(hotel_id, model, limit)
     for start in range(0, len(pending), EMBED_BATCH):
         batch = pending[start : start + EMBED_BATCH]
-        texts = [embedding_texts(e.title, e.body, e.keywords) for e in batch]
-        vectors = await deps.embeddings.passages([t for pair in texts for t in pair])
-        for index, entry in enumerate(batch):
-            text_vector, title_vector = vectors[2 * index], vectors[2 * index + 1]
-            if await deps.knowledge_base.save_embeddings(
-                hotel_id, entry, text_vector, title_vector, model
-            ):
+        cut = [passages_of(e.title, e.body, e.keywords) for e in batch]
+        vectors = await deps.embeddings.passages([text for parts in cut for _, text in parts])
+        offset = 0
+        for entry, parts in zip(batch, cut, strict=True):
+            rows = [
+                (kind, text, vectors[offset + i]) for i, (kind, text) in enumerate(parts)
+            ]
+            offset += len(parts)
+            if await deps.knowledge_base.save_passages(hotel_id, entry, rows, model):
                 stored += 1
     if stored:
         log.info("knowledge.embedded", hotel_id=hotel_id, entries=stored, model=model)
     return stored
 
 
-def embedding_texts(title: str, body: str, keywords: str) -> tuple[str, str]:
-    """The two texts embedded for an entry: its whole text, and its title with keywords."""
-    head = f"{title} ({keywords})" if keywords.strip() else title
-    return f"{head}: {body}", head
+# Long entries are also cut into windows of WINDOW_SENTENCES sentences, WINDOW_STRIDE apart,
+# each under the entry's head (measured on evals/retrieval/hotels; docs/retrieval.md).
+WINDOW_SENTENCES = 2
+WINDOW_STRIDE = 1
+WINDOW_MIN_CHARS = 300
+MAX_WINDOWS = 30
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)|\s*\n+\s*")
+
+
+def entry_head(title: str, keywords: str) -> str:
+    """An entry's title with its keywords: what it is about."""
+    return f"{title} ({keywords})" if keywords.strip() else title
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut at sentence ends and line breaks (list items and lines stay whole)."""
+    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+def passages_of(title: str, body: str, keywords: str) -> list[tuple[PassageKind, str]]:
+    """The texts embedded for an entry, with their kinds: its head (`entry_head`), its whole
+    text `head: body`, and when the body is over WINDOW_MIN_CHARS characters and more than
+    WINDOW_SENTENCES sentences, windows of WINDOW_SENTENCES sentences under the head (at most
+    MAX_WINDOWS)."""
+    head = entry_head(title, keywords)
+    found: list[tuple[PassageKind, str]] = [("head", head), ("text", f"{head}: {body}")]
+    parts = sentences(body)
+    if len(body) > WINDOW_MIN_CHARS and len(parts) > WINDOW_SENTENCES:
+        last = len(parts) - WINDOW_SENTENCES
+        starts = list(range(0, last + 1, WINDOW_STRIDE))
+        if starts[-1] != last:
+            starts.append(last)
+        for start in starts[:MAX_WINDOWS]:
+            window = " ".join(parts[start : start + WINDOW_SENTENCES])
+            found.append(("window", f"{head}: {window}"))
+    return found
 
 
 # --- managers' edits ------------------------------------------------------------------------
