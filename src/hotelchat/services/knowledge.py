@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -33,11 +34,13 @@ from hotelchat.services.ports import (
 
 log = structlog.get_logger(__name__)
 
-# Answer from a passage alone (no model) only when it clearly wins: its score and its lead over
-# the next entry, measured on evals/retrieval (149 of 187 right answers kept, 3 of 31 wrong and
-# 3 of 21 unanswerable let through). These hold for multilingual-e5-small and this entry format.
-VECTOR_MIN_SCORE = 0.81
-VECTOR_MIN_MARGIN = 0.01
+# Answer from a passage alone (no model) only when the confidence rule says so: a logistic
+# regression (intercept, then one weight per `Retrieval.features`) and the probability at which
+# the best passage is sent alone, both fitted on the tuning question sets of evals/retrieval by
+# evals/retrieval/fit_confidence.py, which prints these lines. They hold for
+# multilingual-e5-small and this passage scheme only.
+CONFIDENCE_MODEL = (-60.0, 70.0, 40.0, 0.0, 0.0, 0.0)
+CONFIDENCE_MIN = 0.5
 # Full-text search's cover-density rank, scaled to [0, 1).
 TEXT_MIN_SCORE = 0.05
 
@@ -52,16 +55,53 @@ class Retrieval:
     passages: list[Passage]
     method: Literal["vector", "text"]
 
+    def features(self) -> tuple[float, ...]:
+        """What the confidence rule weighs, for vector retrieval (empty for full-text): the best
+        entry's score, its lead over the next entry, the lead of its head cosine over the best
+        head cosine of the other returned entries, the same for its best passage, and 1.0 when
+        the entry with the best head cosine is also the one with the best passage cosine."""
+        if self.method != "vector" or not self.passages:
+            return ()
+        best, others = self.passages[0], self.passages[1:]
+
+        def lead(value: float | None, rest: list[float | None]) -> float:
+            found = [v for v in rest if v is not None]
+            return (value or 0.0) - max(found) if found else 0.1
+
+        heads = [p.head_score for p in others]
+        bests = [p.passage_score for p in others]
+        agree = all((best.head_score or 0.0) >= (h or 0.0) for h in heads) and all(
+            (best.passage_score or 0.0) >= (b or 0.0) for b in bests
+        )
+        return (
+            best.score,
+            best.score - others[0].score if others else 0.1,
+            lead(best.head_score, heads),
+            lead(best.passage_score, bests),
+            1.0 if agree else 0.0,
+        )
+
+    def confidence(self) -> float:
+        """The calibrated probability (0-1) that the best passage is the entry that answers
+        the question: a logistic regression of `features` fitted on evals/retrieval by
+        evals/retrieval/fit_confidence.py (`CONFIDENCE_MODEL`). 0 for full-text search."""
+        features = self.features()
+        if not features:
+            return 0.0
+        intercept, *weights = CONFIDENCE_MODEL
+        z = intercept + sum(w * x for w, x in zip(weights, features, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
     @property
     def confident(self) -> bool:
-        """Whether the best passage answers the question well enough to be sent on its own."""
+        """Whether the best passage answers the question well enough to be sent on its own:
+        `confidence` at least `CONFIDENCE_MIN` (vector retrieval), or a full-text rank of at
+        least `TEXT_MIN_SCORE`."""
         if not self.passages:
             return False
-        best = self.passages[0].score
         if self.method == "text":
-            return best >= TEXT_MIN_SCORE
-        runner_up = self.passages[1].score if len(self.passages) > 1 else -1.0
-        return best >= VECTOR_MIN_SCORE and best - runner_up >= VECTOR_MIN_MARGIN
+            return self.passages[0].score >= TEXT_MIN_SCORE
+        return self.confidence() >= CONFIDENCE_MIN
 
 
 async def retrieve(deps: Deps, hotel_id: int, question: str, *, limit: int) -> Retrieval:
@@ -273,11 +313,24 @@ async def import_for(
 
 _HEADING = re.compile(r"^#{1,2}\s+(.+?)\s*#*\s*$")
 _KEYWORDS = re.compile(r"^keywords\s*:\s*(.*)$", re.IGNORECASE)
+# `## wifi: Internet access`, `## late_checkout: Late check-out`: a lowercase key before the title
+_KEYED = re.compile(r"^([a-z0-9][a-z0-9_.-]{0,39})\s*:\s+(\S.*)$")
+
+
+def split_heading(heading: str) -> tuple[str, str]:
+    """A heading's title and the words of its key, for headings written `key: Title` (a
+    lowercase word, digits, `_ - .` before the colon); other headings are the title as they are
+    with no key words."""
+    match = _KEYED.match(heading)
+    if match is None:
+        return heading, ""
+    return match.group(2), re.sub(r"[_.-]+", " ", match.group(1)).strip()
 
 
 def parse_markdown(text: str) -> list[tuple[str, str, str]]:
     """Entries from Markdown: each `##` heading (or `#` when the file has no `##`) starts an
-    entry, the text below it is the body, and a first line `Keywords: a, b` gives keywords."""
+    entry, the text below it is the body, and a first line `Keywords: a, b` gives keywords. A
+    heading `key: Title` (`split_heading`) is the entry Title with the key's words as keywords."""
     lines = text.splitlines()
     level = "## " if any(line.startswith("## ") for line in lines) else "# "
     found: list[tuple[str, list[str], int]] = []
@@ -288,13 +341,16 @@ def parse_markdown(text: str) -> list[tuple[str, str, str]]:
         elif found:
             found[-1][1].append(line)
     result = []
-    for title, body_lines, number in found:
+    for heading, body_lines, number in found:
+        title, key = split_heading(heading)
         keywords = ""
         while body_lines and not body_lines[0].strip():
             body_lines.pop(0)
         if body_lines and (match := _KEYWORDS.match(body_lines[0].strip())):
             keywords = match.group(1)
             body_lines.pop(0)
+        if key and key.lower() not in f"{title} {keywords}".lower():
+            keywords = f"{keywords}, {key}" if keywords else key
         body = "\n".join(body_lines).strip()
         try:
             result.append(check_entry(title, body, keywords))
