@@ -111,6 +111,10 @@ class Variant:
     min_chars: int = knowledge.WINDOW_MIN_CHARS
     weights: tuple[float, float, float] = (0.5, 0.0, 0.5)  # head, whole text, best passage
     query: Callable[[str], str] = staticmethod(lambda q: q)  # type: ignore[assignment]
+    # CSLS-style hubness correction: minus hub * the entry's mean score for the k other
+    # entries' titles asked as questions (an entry close to everything is pulled down).
+    hub: float = 0.0
+    hub_k: int = 5
 
 
 def rank(cache: Cache, hotel: Hotel, v: Variant) -> list[tuple[dict[str, str], list[str]]]:
@@ -123,23 +127,32 @@ def rank(cache: Cache, hotel: Hotel, v: Variant) -> list[tuple[dict[str, str], l
             kinds.append(kind)
             texts.append(text)
     passages = cache.vectors(texts, "passage")
-    queries = cache.vectors([v.query(q["question"]) for q in hotel.questions], "query")
-    cos = queries @ passages.T
     n = len(hotel.entries)
     owners_a, kinds_a = np.asarray(owners), np.asarray(kinds)
-    head = np.full((len(queries), n), np.nan, dtype=np.float32)
-    whole = head.copy()
-    best = np.full((len(queries), n), -2.0, dtype=np.float32)
-    for j in range(len(texts)):
-        e = owners_a[j]
-        if kinds_a[j] == "head":
-            head[:, e] = cos[:, j]
-        else:
-            best[:, e] = np.maximum(best[:, e], cos[:, j])
-            if kinds_a[j] == "text":
-                whole[:, e] = cos[:, j]
-    wh, ww, wb = v.weights
-    score = wh * np.where(np.isnan(head), best, head) + ww * whole + wb * best
+
+    def scores(queries: np.ndarray) -> np.ndarray:
+        cos = queries @ passages.T
+        head = np.full((len(queries), n), np.nan, dtype=np.float32)
+        whole = head.copy()
+        best = np.full((len(queries), n), -2.0, dtype=np.float32)
+        for j in range(len(texts)):
+            e = owners_a[j]
+            if kinds_a[j] == "head":
+                head[:, e] = cos[:, j]
+            else:
+                best[:, e] = np.maximum(best[:, e], cos[:, j])
+                if kinds_a[j] == "text":
+                    whole[:, e] = cos[:, j]
+        wh, ww, wb = v.weights
+        return wh * np.where(np.isnan(head), best, head) + ww * np.nan_to_num(whole) + wb * best
+
+    queries = cache.vectors([v.query(q["question"]) for q in hotel.questions], "query")
+    score = scores(queries)
+    if v.hub:
+        pseudo = scores(cache.vectors([t for t, _, _ in hotel.entries], "query"))
+        np.fill_diagonal(pseudo, np.nan)
+        ordered = -np.sort(-np.nan_to_num(pseudo, nan=-2.0), axis=0)
+        score = score - v.hub * ordered[: v.hub_k].mean(axis=0)
     titles = [t for t, _, _ in hotel.entries]
     return [
         (q, [titles[i] for i in np.argsort(-score[k], kind="stable")[:4]])
@@ -173,6 +186,12 @@ def report(cache: Cache, all_hotels: list[Hotel], v: Variant) -> str:
 
 VARIANTS = [
     Variant("one vector, whole text", window=99, weights=(0.0, 1.0, 0.0)),
+    Variant("head + best w2, hub 0.5", hub=0.5),
+    Variant("head + best w2, hub 1.0", hub=1.0),
+    Variant("0.25 head + 0.75 best w2, hub 0.5", weights=(0.25, 0.0, 0.75), hub=0.5),
+    Variant("0.25 head + 0.75 best w2, hub 1.0", weights=(0.25, 0.0, 0.75), hub=1.0),
+    Variant("0.25 head + 0.75 best w2", weights=(0.25, 0.0, 0.75)),
+    Variant("whole + best w2", weights=(0.0, 0.5, 0.5)),
     Variant("two vectors (head + whole), as before", window=99, weights=(0.5, 0.5, 0.0)),
     Variant("head + best passage, windows of 2", weights=(0.5, 0.0, 0.5)),
     Variant("head + best passage, windows of 3", window=3, weights=(0.5, 0.0, 0.5)),

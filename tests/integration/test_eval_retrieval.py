@@ -5,6 +5,7 @@ command gates on the targets end to end, and malformed question files stop it wi
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,12 +95,11 @@ async def test_unanswerable_questions_count_how_often_retrieval_is_confident(
     assert result.overall() is None
     assert len(result.unanswerable) == 21
     for outcome in result.outcomes:
-        # `confident` is the reply path's own verdict on what retrieve returned.
-        best, runner_up = outcome.scores[:2]
-        expected = best >= knowledge.VECTOR_MIN_SCORE and best - runner_up >= (
-            knowledge.VECTOR_MIN_MARGIN
-        )
-        assert outcome.confident == expected
+        # `confident` is the reply path's own verdict: the fitted logistic rule on the features.
+        intercept, *weights = knowledge.CONFIDENCE_MODEL
+        z = intercept + sum(w * x for w, x in zip(weights, outcome.features, strict=True))
+        assert len(outcome.features) == len(weights)
+        assert outcome.confident == (1 / (1 + math.exp(-z)) >= knowledge.CONFIDENCE_MIN)
     alone = sum(o.confident for o in result.outcomes)
     assert alone < len(result.outcomes) / 2
     share = alone / len(result.outcomes)

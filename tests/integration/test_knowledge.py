@@ -67,7 +67,7 @@ async def test_a_clear_match_is_confident_enough_to_answer_alone(
         container.deps, hotel.hotel_id, "hay parking en el hotel?", limit=3
     )
     assert found.confident
-    assert found.passages[0].score >= knowledge.VECTOR_MIN_SCORE
+    assert found.confidence() >= knowledge.CONFIDENCE_MIN
 
 
 async def test_an_unanswerable_question_is_not_answered_alone(
