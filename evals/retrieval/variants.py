@@ -186,20 +186,18 @@ def report(cache: Cache, all_hotels: list[Hotel], v: Variant) -> str:
 
 VARIANTS = [
     Variant("one vector, whole text", window=99, weights=(0.0, 1.0, 0.0)),
-    Variant("head + best w2, hub 0.5", hub=0.5),
-    Variant("head + best w2, hub 1.0", hub=1.0),
-    Variant("0.25 head + 0.75 best w2, hub 0.5", weights=(0.25, 0.0, 0.75), hub=0.5),
-    Variant("0.25 head + 0.75 best w2, hub 1.0", weights=(0.25, 0.0, 0.75), hub=1.0),
-    Variant("0.25 head + 0.75 best w2", weights=(0.25, 0.0, 0.75)),
-    Variant("whole + best w2", weights=(0.0, 0.5, 0.5)),
     Variant("two vectors (head + whole), as before", window=99, weights=(0.5, 0.5, 0.0)),
-    Variant("head + best passage, windows of 2", weights=(0.5, 0.0, 0.5)),
-    Variant("head + best passage, windows of 3", window=3, weights=(0.5, 0.0, 0.5)),
-    Variant("head + best passage, windows of 1", window=1, weights=(0.5, 0.0, 0.5)),
-    Variant("best passage only, windows of 2", weights=(0.0, 0.0, 1.0)),
-    Variant("0.3 head + 0.7 best, windows of 2", weights=(0.3, 0.0, 0.7)),
+    Variant("0.5 head + 0.5 best passage, windows of 2", weights=(0.5, 0.0, 0.5)),
+    Variant("0.5 head + 0.5 best passage, windows of 3", window=3, weights=(0.5, 0.0, 0.5)),
+    Variant("whole + best passage, w2", weights=(0.0, 0.5, 0.5)),
+    Variant("0.5 head + 0.5 best w2, hubness 0.5", hub=0.5),
+    Variant("0.25 head + 0.75 best w2, hubness 0.5", weights=(0.25, 0.0, 0.75), hub=0.5),
+    Variant("0.35 head + 0.65 best, w2", weights=(0.35, 0.0, 0.65)),
     Variant("0.3 head + 0.3 whole + 0.4 best, w2", weights=(0.3, 0.3, 0.4)),
-    Variant("0.5 head + 0.25 whole + 0.25 best, w2", weights=(0.5, 0.25, 0.25)),
+    Variant("0.25 head + 0.75 best, w2", weights=(0.25, 0.0, 0.75)),
+    Variant("0.2 head + 0.2 whole + 0.6 best, w2", weights=(0.2, 0.2, 0.6)),
+    Variant("0.15 head + 0.85 best, w2", weights=(0.15, 0.0, 0.85)),
+    Variant("0.2 head + 0.8 best, w2 (production)", weights=(0.2, 0.0, 0.8)),
 ]
 
 
