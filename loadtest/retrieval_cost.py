@@ -1,4 +1,3 @@
-# ruff: noqa: T201  (a report: printing is its output)
 """Benchmark: the cost of knowledge-base retrieval for a 200-entry hotel (issue 10's budget:
 p95 retrieval <= 50 ms on 2 cores, import of 200 entries <= 60 s, memory per worker reported).
 
@@ -113,8 +112,7 @@ async def main(entries: int, count: int) -> None:
         finally:
             redis.stop()
             postgres.stop()
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
+    load = Path("/proc/loadavg").read_text().split()[:3]  # noqa: ASYNC240
     print(f"{entries} entries, {passages} passages; load average {' '.join(load)}")
     print(f"import (kb import path): {imported - started:.2f} s")
     print(f"embedding (worker's embed_pending): {embedded - imported:.1f} s")

@@ -10,10 +10,10 @@ probability at which, on the tuning sets, fewer than `--max-wrong` of the answer
 questions are answered alone wrongly and at most `--max-unanswerable` of the unanswerable ones
 are answered alone. Holdouts must not be in the input.
 
-    .venv/bin/hotelchat eval retrieval --json --demo \\
-        --questions evals/retrieval/questions.jsonl --questions evals/retrieval/unanswerable.jsonl \\
-        --hotel evals/retrieval/hotels/hotel-lisboa-tejo --hotel evals/retrieval/hotels/pension-alpina \\
-        --hotel evals/retrieval/hotels/costa-brava-resort > /tmp/tuning.json
+    H=evals/retrieval/hotels
+    .venv/bin/hotelchat eval retrieval --json --demo --questions evals/retrieval/questions.jsonl \\
+        --questions evals/retrieval/unanswerable.jsonl --hotel $H/hotel-lisboa-tejo \\
+        --hotel $H/pension-alpina --hotel $H/costa-brava-resort > /tmp/tuning.json
     .venv/bin/python evals/retrieval/fit_confidence.py /tmp/tuning.json
 
 It prints the two lines to put in services/knowledge.py, and the figures on the tuning sets.
@@ -84,11 +84,11 @@ def main() -> None:
     print(f"tuning sets: {n_answerable} answerable, {n_unanswerable} unanswerable questions")
     for hotel in sorted({r["hotel"] for r in rows}):
         mine = np.asarray([r["hotel"] == hotel for r in rows])
-        a = mine & answerable
+        a, x_mine = mine & answerable, mine & ~answerable
+        kept, wrong = int((alone & a).sum()), int((alone & a & ~right).sum())
         print(
-            f"  {hotel}: answered alone {int((alone & a).sum())}/{int(a.sum())} "
-            f"({(alone & a).sum() / max(1, a.sum()):.2f}), wrongly {int((alone & a & ~right).sum())}, "
-            f"unanswerable alone {int((alone & mine & ~answerable).sum())}/{int((mine & ~answerable).sum())}"
+            f"  {hotel}: answered alone {kept}/{int(a.sum())} ({kept / max(1, a.sum()):.2f}), "
+            f"wrongly {wrong}, unanswerable alone {int((alone & x_mine).sum())}/{int(x_mine.sum())}"
         )
     print(
         f"  all: answered alone {int((alone & answerable).sum())}/{n_answerable} "

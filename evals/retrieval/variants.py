@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import sqlite3
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,9 +84,7 @@ def hotels() -> list[Hotel]:
         for line in (HERE / name).read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
-    found.append(
-        Hotel("amapola", [(t, b, KEYWORDS.get(t, "")) for t, b in demo.knowledge], rows)
-    )
+    found.append(Hotel("amapola", [(t, b, KEYWORDS.get(t, "")) for t, b in demo.knowledge], rows))
     for folder in sorted((HERE / "hotels").iterdir()):
         if not folder.is_dir():
             continue
@@ -110,7 +109,7 @@ class Variant:
     stride: int = knowledge.WINDOW_STRIDE
     min_chars: int = knowledge.WINDOW_MIN_CHARS
     weights: tuple[float, float, float] = (0.5, 0.0, 0.5)  # head, whole text, best passage
-    query: Callable[[str], str] = staticmethod(lambda q: q)  # type: ignore[assignment]
+    query: Callable[[str], str] = str.strip
     # CSLS-style hubness correction: minus hub * the entry's mean score for the k other
     # entries' titles asked as questions (an entry close to everything is pulled down).
     hub: float = 0.0
@@ -203,12 +202,17 @@ VARIANTS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/retrieval-cache.sqlite"))
+    default_cache = Path(tempfile.gettempdir()) / "retrieval-cache.sqlite"
+    parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--only", default=None, help="run the variants whose name has this")
     args = parser.parse_args()
     cache = Cache(args.cache)
     all_hotels = hotels()
-    print("| variant | " + " | ".join(h.name for h in all_hotels) + " | all R@1/R@3 | R@3 by language |")
+    print(
+        "| variant | "
+        + " | ".join(h.name for h in all_hotels)
+        + " | all R@1/R@3 | R@3 by language |"
+    )
     print("|---|" + "---|" * (len(all_hotels) + 2))
     for v in VARIANTS:
         if args.only is None or args.only in v.name:

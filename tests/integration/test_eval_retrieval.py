@@ -331,10 +331,13 @@ def test_the_import_keeps_key_headings_as_titles_and_cuts_long_entries() -> None
     assert entries[1][2] == "wifi"
     kinds = [kind for kind, _ in knowledge.passages_of(*entries[2])]
     assert kinds[:2] == ["head", "text"] and kinds.count("window") >= 3
-    assert all(text.startswith("Quiet hours: ") for _, text in knowledge.passages_of(*entries[2])[1:])
+    assert all(
+        text.startswith("Quiet hours: ") for _, text in knowledge.passages_of(*entries[2])[1:]
+    )
     assert [k for k, _ in knowledge.passages_of(*entries[0])] == ["head", "text"]
     assert knowledge.split_heading("In your room: safe, minibar") == (
-        "In your room: safe, minibar", ""
+        "In your room: safe, minibar",
+        "",
     )
 
 

@@ -660,13 +660,13 @@ def eval_retrieval(
     targets = evaluate.Targets(
         min_recall1, min_recall3, min_language_recall3, max_unanswerable_alone
     )
+    if unanswerable_paths and knowledge_path is None:
+        raise click.UsageError("--unanswerable needs --knowledge")
+    if knowledge_path is not None and not paths and not unanswerable_paths:
+        raise click.UsageError("--knowledge needs --questions FILE")
     try:
         subjects = []
-        if unanswerable_paths and knowledge_path is None:
-            raise evaluate.QuestionFileError("--unanswerable needs --knowledge")
         if knowledge_path is not None:
-            if not paths and not unanswerable_paths:
-                raise evaluate.QuestionFileError("--knowledge needs --questions FILE")
             subjects.append(evaluate.load_subject(knowledge_path, paths, unanswerable_paths))
         subjects += [evaluate.load_hotel_folder(d, holdout=holdout) for d in hotel_dirs]
         if not subjects or demo:

@@ -345,9 +345,7 @@ def load_knowledge(path: Path) -> KnowledgeFile:
     name = display_path(path)
     try:
         if path.stat().st_size > knowledge.MAX_IMPORT_BYTES:
-            raise QuestionFileError(
-                f"{name}: larger than {knowledge.MAX_IMPORT_BYTES // 1000} kB"
-            )
+            raise QuestionFileError(f"{name}: larger than {knowledge.MAX_IMPORT_BYTES // 1000} kB")
         content = path.read_bytes()
     except OSError as exc:
         raise QuestionFileError(f"{name}: cannot read it ({exc.strerror})") from None
@@ -505,7 +503,8 @@ async def evaluate_subject(deps: Deps, prov: Provisioning, subject: Subject) -> 
         timings={
             "seed_and_embed": embedded - started,
             "questions": done - embedded,
-            "per_question": (done - embedded) / max(1, sum(len(f.questions) for f in subject.files)),
+            "per_question": (done - embedded)
+            / max(1, sum(len(f.questions) for f in subject.files)),
         },
     )
 
@@ -599,7 +598,8 @@ class CachedEmbeddings:
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, vector in self._db.execute(
-                f"SELECT key, vector FROM passages WHERE key IN ({marks})", chunk  # noqa: S608
+                f"SELECT key, vector FROM passages WHERE key IN ({marks})",  # noqa: S608
+                chunk,
             ):
                 found[key] = json.loads(vector)
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in found]
@@ -800,7 +800,9 @@ def render_all(
     misses: bool = False,
 ) -> str:
     """`render` of each hotel's report, then, for several, the pooled tables (`pooled`)."""
-    parts = [render(r, targets, misses=misses, gated=g) for r, g in zip(reports, gated, strict=True)]
+    parts = [
+        render(r, targets, misses=misses, gated=g) for r, g in zip(reports, gated, strict=True)
+    ]
     if len(reports) > 1:
         pool = Report("all hotels", sum(r.entries for r in reports), reports[0].embeddings_model,
                       reports[0].vector_storage, tuple(pooled(reports)))  # fmt: skip

@@ -21,6 +21,7 @@ from typing import Literal
 
 import structlog
 
+from hotelchat.domain import colloquial
 from hotelchat.domain.errors import Forbidden, HotelChatError, InvalidInput, ModelError, Unavailable
 from hotelchat.domain.model import Passage
 from hotelchat.services.ports import (
@@ -108,7 +109,7 @@ async def retrieve(deps: Deps, hotel_id: int, question: str, *, limit: int) -> R
     """The knowledge-base entries that best answer `question`, best first."""
     if deps.embeddings is not None and question.strip():
         try:
-            vector = await deps.embeddings.query(question[:2000])
+            vector = await deps.embeddings.query(colloquial.expand(question[:2000]))
             found = await deps.knowledge_base.nearest(
                 hotel_id, vector, deps.embeddings.model, limit=limit
             )
@@ -135,9 +136,7 @@ async def embed_pending(deps: Deps, hotel_id: int, *, limit: int = 500) -> int:
         vectors = await deps.embeddings.passages([text for parts in cut for _, text in parts])
         offset = 0
         for entry, parts in zip(batch, cut, strict=True):
-            rows = [
-                (kind, text, vectors[offset + i]) for i, (kind, text) in enumerate(parts)
-            ]
+            rows = [(kind, text, vectors[offset + i]) for i, (kind, text) in enumerate(parts)]
             offset += len(parts)
             if await deps.knowledge_base.save_passages(hotel_id, entry, rows, model):
                 stored += 1

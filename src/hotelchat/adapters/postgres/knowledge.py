@@ -29,6 +29,7 @@ ENTRY_SCORE = (0.2, 0.0, 0.8)
 def _maybe(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
+
 COLUMNS = """id, title, body, keywords, updated_at,
              (embedded_at IS NOT NULL AND embedded_at >= updated_at) AS embedded"""
 
@@ -252,8 +253,16 @@ class PostgresKnowledge:
                                              model, entry_version)
                     VALUES ($1, $2, $3, $4, $5, $6::{cast}, $7, $8)""",  # noqa: S608
                 [
-                    (hotel_id, entry.id, ordinal, kind, text, self._literal(cast, vector), model,
-                     entry.updated_at)  # fmt: skip
+                    (
+                        hotel_id,
+                        entry.id,
+                        ordinal,
+                        kind,
+                        text,
+                        self._literal(cast, vector),
+                        model,
+                        entry.updated_at,
+                    )
                     for ordinal, (kind, text, vector) in enumerate(passages)
                 ],
             )
@@ -305,9 +314,15 @@ class PostgresKnowledge:
                 *ENTRY_SCORE,
             )
             return [
-                Passage(r["id"], r["title"], r["body"], float(r["score"]),
-                        head_score=_maybe(r["head"]), text_score=_maybe(r["whole"]),
-                        passage_score=_maybe(r["best"]))  # fmt: skip
+                Passage(
+                    r["id"],
+                    r["title"],
+                    r["body"],
+                    float(r["score"]),
+                    head_score=_maybe(r["head"]),
+                    text_score=_maybe(r["whole"]),
+                    passage_score=_maybe(r["best"]),
+                )
                 for r in rows
             ]
 
