@@ -93,7 +93,7 @@ async def test_unanswerable_questions_count_how_often_retrieval_is_confident(
     report = await run_eval(container, admin, "unanswerable.jsonl")
     (result,) = report.files
     assert result.overall() is None
-    assert len(result.unanswerable) == 21
+    assert len(result.unanswerable) == 32
     for outcome in result.outcomes:
         # `confident` is the reply path's own verdict: the fitted logistic rule on the features.
         intercept, *weights = knowledge.CONFIDENCE_MODEL

@@ -109,9 +109,13 @@ def expand(question: str) -> str:
     parentheses, or `question` unchanged when it contains none."""
     words = _WORD.findall(fold(question))
     found: list[str] = []
+    used: set[int] = set()  # words already part of a longer form
     for size in range(_LONGEST, 0, -1):
         for start in range(len(words) - size + 1):
-            plain = _INDEX.get(" ".join(words[start : start + size]))
-            if plain is not None and plain not in found:
-                found.append(plain)
+            span = set(range(start, start + size))
+            plain = None if span & used else _INDEX.get(" ".join(words[start : start + size]))
+            if plain is not None:
+                used |= span
+                if plain not in found:
+                    found.append(plain)
     return f"{question} ({', '.join(found)})" if found else question
