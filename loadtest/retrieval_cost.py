@@ -42,11 +42,15 @@ def knowledge_file(count: int) -> bytes:
     for folder in sorted((EVALS / "hotels").iterdir()):
         if (folder / "knowledge.md").is_file():
             entries += knowledge.parse_file("k.md", (folder / "knowledge.md").read_bytes())
-    lines = []
+    lines, seen = [], set()
     for n in range(count):
         title, body, keywords = entries[n % len(entries)]
-        suffix = f" ({n // len(entries) + 1})" if n >= len(entries) else ""
-        lines += [f"## {title}{suffix}", *([f"Keywords: {keywords}"] if keywords else []), body, ""]
+        name, copy = title, 1
+        while name.lower() in seen:  # the hotels share a few titles; repeats get a number
+            copy += 1
+            name = f"{title} ({copy})"
+        seen.add(name.lower())
+        lines += [f"## {name}", *([f"Keywords: {keywords}"] if keywords else []), body, ""]
     return "\n".join(lines).encode()
 
 

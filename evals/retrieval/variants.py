@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hotelchat.domain import colloquial
 from hotelchat.services import knowledge
 from hotelchat.services.demo import HOTELS, KEYWORDS
 
@@ -196,7 +197,12 @@ VARIANTS = [
     Variant("0.25 head + 0.75 best, w2", weights=(0.25, 0.0, 0.75)),
     Variant("0.2 head + 0.2 whole + 0.6 best, w2", weights=(0.2, 0.2, 0.6)),
     Variant("0.15 head + 0.85 best, w2", weights=(0.15, 0.0, 0.85)),
-    Variant("0.2 head + 0.8 best, w2 (production)", weights=(0.2, 0.0, 0.8)),
+    Variant("0.2 head + 0.8 best, w2", weights=(0.2, 0.0, 0.8)),
+    Variant(
+        "0.2 head + 0.8 best, w2, colloquial expansion (production)",
+        weights=(0.2, 0.0, 0.8),
+        query=colloquial.expand,
+    ),
 ]
 
 
