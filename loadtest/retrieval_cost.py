@@ -78,7 +78,7 @@ async def main(entries: int, count: int) -> None:
         try:
             await migrate(postgres.admin_dsn, postgres.app_dsn)
             key = generate_key()
-            settings = Settings(  # type: ignore[call-arg]
+            settings = Settings(
                 database_url=SecretStr(postgres.app_dsn),
                 database_admin_url=SecretStr(postgres.admin_dsn),
                 redis_url=SecretStr(redis.url),
