@@ -327,3 +327,48 @@ async def test_an_oversized_import_is_refused(client: Client, admin: asyncpg.Con
         headers={"X-CSRF-Token": csrf},
     )
     assert response.status_code == 413
+
+
+async def test_passages_are_cut_per_entry_version_and_kept_per_tenant(
+    container: Container, hotel: Tenant, admin: asyncpg.Connection, backing: Any
+) -> None:
+    """kb_passages: the passages of each entry's current version, with their kinds; row-level
+    security shows them to their own hotel only, and refuses writes for another hotel."""
+    rows = await admin.fetch(
+        "SELECT entry_id, kind, entry_version FROM kb_passages WHERE hotel_id = $1",
+        hotel.hotel_id,
+    )
+    entries = await container.deps.knowledge_base.entries(hotel.hotel_id)
+    assert {r["entry_id"] for r in rows} == {e.id for e in entries}
+    for entry in entries:
+        kinds = sorted(r["kind"] for r in rows if r["entry_id"] == entry.id)
+        assert kinds == ["head", "text"]  # short entries: no windows
+        assert {r["entry_version"] for r in rows if r["entry_id"] == entry.id} == {entry.updated_at}
+    other = await create_tenant(admin, "hotel-b", "+15550000002", knowledge=())
+    conn = await asyncpg.connect(backing.app_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM kb_passages") == 0  # no tenant
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('hotelchat.hotel_id', $1, true)",
+                               str(other.hotel_id))  # fmt: skip
+            assert await conn.fetchval("SELECT count(*) FROM kb_passages") == 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(
+                    """INSERT INTO kb_passages (hotel_id, entry_id, ordinal, kind, text,
+                         embedding, model, entry_version)
+                       VALUES ($1, $2, 9, 'text', 'x', $3::vector, 'm', now())""",
+                    hotel.hotel_id,
+                    entries[0].id,
+                    "[" + ",".join(["0"] * 384) + "]",
+                )
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('hotelchat.hotel_id', $1, true)",
+                               str(hotel.hotel_id))  # fmt: skip
+            assert await conn.fetchval("SELECT count(*) FROM kb_passages") == len(rows)
+    finally:
+        await conn.close()
+    # Deleting an entry deletes its passages.
+    await container.deps.knowledge_base.delete(hotel.hotel_id, entries[0].id)
+    assert not await admin.fetchval(
+        "SELECT count(*) FROM kb_passages WHERE entry_id = $1", entries[0].id
+    )
