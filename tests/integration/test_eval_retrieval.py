@@ -5,6 +5,7 @@ command gates on the targets end to end, and malformed question files stop it wi
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,14 +93,13 @@ async def test_unanswerable_questions_count_how_often_retrieval_is_confident(
     report = await run_eval(container, admin, "unanswerable.jsonl")
     (result,) = report.files
     assert result.overall() is None
-    assert len(result.unanswerable) == 21
+    assert len(result.unanswerable) == 32
     for outcome in result.outcomes:
-        # `confident` is the reply path's own verdict on what retrieve returned.
-        best, runner_up = outcome.scores[:2]
-        expected = best >= knowledge.VECTOR_MIN_SCORE and best - runner_up >= (
-            knowledge.VECTOR_MIN_MARGIN
-        )
-        assert outcome.confident == expected
+        # `confident` is the reply path's own verdict: the fitted logistic rule on the features.
+        intercept, *weights = knowledge.CONFIDENCE_MODEL
+        z = intercept + sum(w * x for w, x in zip(weights, outcome.features, strict=True))
+        assert len(outcome.features) == len(weights)
+        assert outcome.confident == (1 / (1 + math.exp(-z)) >= knowledge.CONFIDENCE_MIN)
     alone = sum(o.confident for o in result.outcomes)
     assert alone < len(result.outcomes) / 2
     share = alone / len(result.outcomes)
@@ -265,3 +265,132 @@ def test_the_repository_question_files_are_well_formed() -> None:
     assert {q.language for q in questions.questions} >= {"en", "es", "de", "fr", "it", "pt", "nl"}
     assert all(q.answer_title is not None for q in [*questions.questions, *holdout.questions])
     assert all(q.answer_title is None for q in unanswerable.questions)
+
+
+# --- any hotel's knowledge file -----------------------------------------------------------
+
+HOTEL_KB = """## Breakfast
+Breakfast is served from 7:00 to 10:30 in the garden restaurant.
+
+## wifi: Internet access
+The network is GuestNet and the password is on your key card.
+
+## Quiet hours
+Please keep the noise down from 22:00 to 8:00. The night porter is at reception all night,
+and the bar closes at midnight. Music on the terraces stops at 22:00 sharp. Rooms facing the
+courtyard are the quietest ones. Earplugs are free at reception. Children's games in the
+garden end at 21:00. Thank you for respecting the other guests' sleep.
+"""
+
+
+def test_a_hotels_own_knowledge_file_is_imported_and_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--knowledge imports the file through the kb import path into a fresh hotel (its
+    `key: Title` heading kept as the title, long entries cut into windows); --questions is
+    gated, --unanswerable reported."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    kb = tmp_path / "knowledge.md"
+    kb.write_text(HOTEL_KB, encoding="utf-8")
+    questions = write(
+        tmp_path / "q.jsonl",
+        {"id": "en-1", "language": "en", "question": "whats the wifi password",
+         "answer_title": "wifi: Internet access"},  # as the heading is written
+        {"id": "es-1", "language": "es", "question": "a que hora es el desayuno?",
+         "answer_title": "Breakfast"},
+        {"id": "de-1", "language": "de", "question": "ab wann ist nachtruhe",
+         "answer_title": "Quiet hours"},
+    )  # fmt: skip
+    unanswerable = write(
+        tmp_path / "x.jsonl",
+        {"id": "x-1", "language": "en", "question": "can i bring my horse to the opera"},
+    )
+    result = CliRunner().invoke(
+        main,
+        ["eval", "retrieval", "--knowledge", str(kb), "--questions", str(questions),
+         "--unanswerable", str(unanswerable), "--json", "--min-recall1", "0.6"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["entries"] == 3
+    first, second = data["files"]
+    assert first["overall"]["questions"] == 3
+    assert first["overall"]["recall_at_3"] == 1.0
+    assert first["text_fallbacks"] == 0
+    assert second["unanswerable"]["questions"] == 1
+    assert sorted(data["gated_files"]) == sorted([first["file"], second["file"]])
+    assert data["targets_met"] is True
+    assert len(first["outcomes"][0]["features"]) == 5
+    assert list(scratch.iterdir()) == []
+
+
+def test_the_import_keeps_key_headings_as_titles_and_cuts_long_entries() -> None:
+    entries = knowledge.parse_file("kb.md", HOTEL_KB.encode())
+    assert [t for t, _, _ in entries] == ["Breakfast", "Internet access", "Quiet hours"]
+    assert entries[1][2] == "wifi"
+    kinds = [kind for kind, _ in knowledge.passages_of(*entries[2])]
+    assert kinds[:2] == ["head", "text"] and kinds.count("window") >= 3
+    assert all(
+        text.startswith("Quiet hours: ") for _, text in knowledge.passages_of(*entries[2])[1:]
+    )
+    assert [k for k, _ in knowledge.passages_of(*entries[0])] == ["head", "text"]
+    assert knowledge.split_heading("In your room: safe, minibar") == (
+        "In your room: safe, minibar",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kb_text", "rows", "extra", "message"),
+    [
+        (None, [GOOD], [], "knowledge.md: cannot read it"),
+        ("no heading here", [GOOD], [], "knowledge.md: the file has no entries"),
+        ("## Parking\n", [GOOD], [], "knowledge.md: line 1: body: 1 to 8000 characters"),
+        (HOTEL_KB, [GOOD], [], "line 1: no knowledge-base entry is titled 'Parking'"),
+        (HOTEL_KB, ['{"id": "a",'], [], "q.jsonl line 1: not JSON"),
+        (HOTEL_KB, [], ["--unanswerable", "U"], "an unanswerable question has an answer_title"),
+    ],
+)
+def test_a_bad_knowledge_or_question_file_is_refused_before_any_server_starts(
+    tmp_path: Path, kb_text: str | None, rows: list[object], extra: list[str], message: str
+) -> None:
+    kb = tmp_path / "knowledge.md"
+    if kb_text is not None:
+        kb.write_text(kb_text, encoding="utf-8")
+    questions = write(tmp_path / "q.jsonl", *rows) if rows else None
+    args = ["eval", "retrieval", "--knowledge", str(kb)]
+    if questions is not None:
+        args += ["--questions", str(questions)]
+    if extra:
+        bad = write(tmp_path / "u.jsonl", {**GOOD, "answer_title": "Breakfast"})
+        args += ["--unanswerable", str(bad)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_knowledge_needs_questions_and_unanswerable_needs_knowledge(tmp_path: Path) -> None:
+    kb = tmp_path / "knowledge.md"
+    kb.write_text(HOTEL_KB, encoding="utf-8")
+    alone = CliRunner().invoke(main, ["eval", "retrieval", "--knowledge", str(kb)])
+    assert (alone.exit_code, "--knowledge needs --questions" in alone.stderr) == (2, True)
+    stray = write(tmp_path / "u.jsonl", {"id": "x", "language": "en", "question": "golf?"})
+    lost = CliRunner().invoke(main, ["eval", "retrieval", "--unanswerable", str(stray)])
+    assert (lost.exit_code, "--unanswerable needs --knowledge" in lost.stderr) == (2, True)
+
+
+def test_the_hotel_folders_load_and_name_only_their_own_titles() -> None:
+    """evals/retrieval/hotels/*: every file parses against its own knowledge base (tuning sets
+    only: the holdouts are loaded once, at the end, by the command)."""
+    folders = sorted(p for p in (EVALS / "hotels").iterdir() if p.is_dir())
+    assert len(folders) == 3
+    for folder in folders:
+        subject = evaluate.load_hotel_folder(folder)
+        assert subject.knowledge is not None and len(subject.knowledge.entries) >= 30
+        questions, unanswerable = subject.files
+        assert len(questions.questions) >= 90
+        assert all(q.answer_title is None for q in unanswerable.questions)
+        assert subject.gated == {questions.name}

@@ -67,7 +67,7 @@ async def test_a_clear_match_is_confident_enough_to_answer_alone(
         container.deps, hotel.hotel_id, "hay parking en el hotel?", limit=3
     )
     assert found.confident
-    assert found.passages[0].score >= knowledge.VECTOR_MIN_SCORE
+    assert found.confidence() >= knowledge.CONFIDENCE_MIN
 
 
 async def test_an_unanswerable_question_is_not_answered_alone(
@@ -94,9 +94,8 @@ async def test_plain_arrays_work_where_pgvector_is_missing(
     from hotelchat import bootstrap
 
     await admin.execute(
-        """ALTER TABLE kb_entries
-             ALTER COLUMN embedding_text TYPE double precision[] USING NULL,
-             ALTER COLUMN embedding_title TYPE double precision[] USING NULL"""
+        """DELETE FROM kb_passages;
+           ALTER TABLE kb_passages ALTER COLUMN embedding TYPE double precision[] USING NULL"""
     )
     fresh = await bootstrap.build(settings)  # detects the column type anew
     try:
@@ -112,16 +111,15 @@ async def test_plain_arrays_work_where_pgvector_is_missing(
         assert (
             await admin.fetchval(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"
+                "WHERE attrelid = 'kb_passages'::regclass AND attname = 'embedding'"
             )
             == "double precision[]"
         )
     finally:
         await fresh.close()
         await admin.execute(
-            """ALTER TABLE kb_entries
-                 ALTER COLUMN embedding_text TYPE vector USING NULL,
-                 ALTER COLUMN embedding_title TYPE vector USING NULL"""
+            """DELETE FROM kb_passages;
+               ALTER TABLE kb_passages ALTER COLUMN embedding TYPE vector USING NULL"""
         )
 
 
@@ -162,7 +160,8 @@ async def test_edits_bump_the_version_and_are_embedded_again(
     assert not edited.embedded
     assert await base.version(hotel.hotel_id) == version + 1
     # Vectors computed for the old text are not stored over the new one.
-    assert not await base.save_embeddings(hotel.hotel_id, parking, [0.0] * 384, [0.0] * 384, "x")
+    stale = [("text", "Parking: old", [0.0] * 384)]
+    assert not await base.save_passages(hotel.hotel_id, parking, stale, "x")  # type: ignore[arg-type]
     assert await knowledge.embed_pending(container.deps, hotel.hotel_id) == 1
     found = await knowledge.retrieve(container.deps, hotel.hotel_id, "parking price?", limit=1)
     assert found.passages[0].body == "Parking is now free."
@@ -328,3 +327,48 @@ async def test_an_oversized_import_is_refused(client: Client, admin: asyncpg.Con
         headers={"X-CSRF-Token": csrf},
     )
     assert response.status_code == 413
+
+
+async def test_passages_are_cut_per_entry_version_and_kept_per_tenant(
+    container: Container, hotel: Tenant, admin: asyncpg.Connection, backing: Any
+) -> None:
+    """kb_passages: the passages of each entry's current version, with their kinds; row-level
+    security shows them to their own hotel only, and refuses writes for another hotel."""
+    rows = await admin.fetch(
+        "SELECT entry_id, kind, entry_version FROM kb_passages WHERE hotel_id = $1",
+        hotel.hotel_id,
+    )
+    entries = await container.deps.knowledge_base.entries(hotel.hotel_id)
+    assert {r["entry_id"] for r in rows} == {e.id for e in entries}
+    for entry in entries:
+        kinds = sorted(r["kind"] for r in rows if r["entry_id"] == entry.id)
+        assert kinds == ["head", "text"]  # short entries: no windows
+        assert {r["entry_version"] for r in rows if r["entry_id"] == entry.id} == {entry.updated_at}
+    other = await create_tenant(admin, "hotel-b", "+15550000002", knowledge=())
+    conn = await asyncpg.connect(backing.app_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM kb_passages") == 0  # no tenant
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('hotelchat.hotel_id', $1, true)",
+                               str(other.hotel_id))  # fmt: skip
+            assert await conn.fetchval("SELECT count(*) FROM kb_passages") == 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(
+                    """INSERT INTO kb_passages (hotel_id, entry_id, ordinal, kind, text,
+                         embedding, model, entry_version)
+                       VALUES ($1, $2, 9, 'text', 'x', $3::vector, 'm', now())""",
+                    hotel.hotel_id,
+                    entries[0].id,
+                    "[" + ",".join(["0"] * 384) + "]",
+                )
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('hotelchat.hotel_id', $1, true)",
+                               str(hotel.hotel_id))  # fmt: skip
+            assert await conn.fetchval("SELECT count(*) FROM kb_passages") == len(rows)
+    finally:
+        await conn.close()
+    # Deleting an entry deletes its passages.
+    await container.deps.knowledge_base.delete(hotel.hotel_id, entries[0].id)
+    assert not await admin.fetchval(
+        "SELECT count(*) FROM kb_passages WHERE entry_id = $1", entries[0].id
+    )

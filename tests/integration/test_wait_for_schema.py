@@ -103,3 +103,29 @@ def test_without_database_url_it_says_so() -> None:
     )
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
+
+
+async def test_the_passages_migration_downgrades_and_upgrades_again(
+    scratch: tuple[str, str],
+) -> None:
+    """0006_passages: down to 0005 brings back the two vector columns (of the same type) with
+    every entry to embed again, and up again recreates kb_passages."""
+    from alembic import command
+
+    from hotelchat.adapters.postgres.migrate import _config
+
+    admin_dsn, app_dsn = scratch
+    await migrate(admin_dsn, app_dsn)
+    await asyncio.to_thread(command.downgrade, _config(admin_dsn), "0005")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('kb_passages')") is None
+        kind = await conn.fetchval(
+            """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+               WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_title'"""
+        )
+        assert kind in ("vector", "double precision[]")
+    finally:
+        await conn.close()
+    await migrate(admin_dsn, app_dsn)
+    assert await wait_for_schema(app_dsn, timeout=10) == head_revision() == "0006_passages"

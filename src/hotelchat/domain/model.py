@@ -210,6 +210,12 @@ class Passage:
     title: str
     body: str
     score: float
+    # With vector retrieval, what `score` was made of: the question's cosine with the entry's
+    # head (title and keywords), with its whole text, and with its best passage (its whole text
+    # or one of its sentence windows). None for full-text search.
+    head_score: float | None = None
+    text_score: float | None = None
+    passage_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import json
 import re
 import tempfile
@@ -34,7 +36,7 @@ from hotelchat.config import Settings
 from hotelchat.domain.errors import InvalidInput, Unavailable
 from hotelchat.services import knowledge
 from hotelchat.services.demo import HOTELS, seed_demo
-from hotelchat.services.ports import Deps
+from hotelchat.services.ports import Deps, Embeddings
 
 HOTEL_SLUG = "amapola-resort"
 DEFAULT_FILES = ("questions.jsonl", "holdout.jsonl", "unanswerable.jsonl")
@@ -81,6 +83,7 @@ class Outcome:
     scores: tuple[float, ...]
     method: str
     confident: bool
+    features: tuple[float, ...] = ()
 
     @property
     def rank(self) -> int | None:
@@ -293,6 +296,9 @@ def _parse_line(line: str, where: str, titles: Collection[str]) -> Question:
     if answer is not None:
         if not isinstance(answer, str):
             raise QuestionFileError(f"{where}: 'answer_title' is not a string")
+        if answer not in titles and knowledge.split_heading(answer)[0] in titles:
+            # written as the heading (`wifi: Internet access`); the import keeps the title
+            answer = knowledge.split_heading(answer)[0]
         if answer not in titles:
             raise QuestionFileError(
                 f"{where}: no knowledge-base entry is titled {answer!r} "
@@ -306,6 +312,103 @@ def load_files(paths: Iterable[Path]) -> list[QuestionFile]:
     `QuestionFileError` at the first bad line."""
     titles = set(demo_titles())
     return [load_questions(path, titles) for path in paths]
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeFile:
+    """A hotel's knowledge-base file as `hotelchat kb import` takes it (Markdown or CSV), with
+    the entries `knowledge.parse_file` reads from it."""
+
+    path: Path
+    content: bytes
+    entries: tuple[tuple[str, str, str], ...]
+
+    @property
+    def titles(self) -> set[str]:
+        return {title for title, _, _ in self.entries}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One hotel to measure: the demo hotel (`knowledge` None) or one imported from a file,
+    with its question files; `gated` names the files the targets apply to."""
+
+    slug: str
+    knowledge: KnowledgeFile | None
+    files: tuple[QuestionFile, ...]
+    gated: frozenset[str]
+
+
+def load_knowledge(path: Path) -> KnowledgeFile:
+    """Read a knowledge-base file through `knowledge.parse_file`, the import's own parser.
+    Raises `QuestionFileError` naming the file (and the line or row at fault)."""
+    name = display_path(path)
+    try:
+        if path.stat().st_size > knowledge.MAX_IMPORT_BYTES:
+            raise QuestionFileError(f"{name}: larger than {knowledge.MAX_IMPORT_BYTES // 1000} kB")
+        content = path.read_bytes()
+    except OSError as exc:
+        raise QuestionFileError(f"{name}: cannot read it ({exc.strerror})") from None
+    try:
+        entries = knowledge.parse_file(path.name, content)
+    except InvalidInput as exc:
+        raise QuestionFileError(f"{name}: {exc.message}") from None
+    return KnowledgeFile(path, content, tuple(entries))
+
+
+def load_subject(
+    knowledge_path: Path,
+    questions: Sequence[Path],
+    unanswerable: Sequence[Path] = (),
+    *,
+    slug: str | None = None,
+    gated: Collection[Path] | None = None,
+) -> Subject:
+    """A hotel imported from `knowledge_path`, asked the questions of `questions` (checked
+    against its titles) and `unanswerable` (which must have no `answer_title`). Every file is
+    gated unless `gated` names some. Raises `QuestionFileError`."""
+    kb = load_knowledge(knowledge_path)
+    files = [load_questions(path, kb.titles) for path in questions]
+    for path in unanswerable:
+        loaded = load_questions(path, kb.titles)
+        answered = [q.id for q in loaded.questions if q.answer_title is not None]
+        if answered:
+            raise QuestionFileError(
+                f"{loaded.name}: an unanswerable question has an answer_title ({answered[0]})"
+            )
+        files.append(loaded)
+    names = {f.name for f in files} if gated is None else {display_path(p) for p in gated}
+    name = slug or _slug(knowledge_path.parent.name if knowledge_path.stem == "knowledge"
+                         else knowledge_path.stem)  # fmt: skip
+    return Subject(name, kb, tuple(files), frozenset(names))
+
+
+def load_hotel_folder(folder: Path, *, holdout: bool = False) -> Subject:
+    """A hotel of evals/retrieval/hotels/: `knowledge.md` (or `.csv`), `questions.jsonl`,
+    `unanswerable.jsonl` when present and, with `holdout`, `holdout.jsonl`; the targets gate
+    `questions.jsonl` and the holdout. Raises `QuestionFileError`."""
+    kb_path = next(
+        (folder / n for n in ("knowledge.md", "knowledge.csv") if (folder / n).is_file()),
+        folder / "knowledge.md",
+    )
+    questions = [folder / "questions.jsonl"]
+    if holdout:
+        questions.append(folder / "holdout.jsonl")
+    unanswerable = [p for p in [folder / "unanswerable.jsonl"] if p.is_file()]
+    return load_subject(kb_path, questions, unanswerable, slug=_slug(folder.name),
+                        gated=questions)  # fmt: skip
+
+
+def demo_subject(paths: Sequence[Path] | None = None) -> Subject:
+    """The demo hotel with `paths` (gated all), or with the default files (the eval set gated)."""
+    files = load_files(paths or default_paths())
+    gated = {f.name for f in files} if paths else default_gate(files)
+    return Subject(HOTEL_SLUG, None, tuple(files), frozenset(gated))
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+    return slug or "hotel"
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -330,6 +433,26 @@ async def prepare_demo_hotel(deps: Deps, prov: Provisioning) -> int:
     return hotel_id
 
 
+async def prepare_imported_hotel(deps: Deps, prov: Provisioning, subject: Subject) -> int:
+    """A fresh hotel (its own tenant, in chain `eval`) whose knowledge base is imported from
+    the subject's file by `knowledge.import_file`, the path `hotelchat kb import` takes, and
+    embedded with `knowledge.embed_pending`; returns its id. Raises `Unavailable` when some
+    entries remain without vectors, `ModelError` when the embeddings model fails."""
+    assert subject.knowledge is not None
+    await prov.ensure_chain("eval", "Retrieval eval")
+    taken = {h.slug for h in await prov.hotels()}
+    slug = next(f"eval-{subject.slug}-{n}" for n in range(1, 10_000)
+                if f"eval-{subject.slug}-{n}" not in taken)  # fmt: skip
+    hotel_id = await prov.create_hotel(chain_slug="eval", slug=slug, name=subject.slug)
+    kb = subject.knowledge
+    await knowledge.import_file(deps, hotel_id, kb.path.name, kb.content)
+    await knowledge.embed_pending(deps, hotel_id, limit=knowledge.MAX_IMPORT_ENTRIES)
+    entries = await deps.knowledge_base.entries(hotel_id)
+    if len(entries) != len(kb.entries) or not all(e.embedded for e in entries):
+        raise Unavailable(f"some of {subject.slug}'s entries could not be imported or embedded")
+    return hotel_id
+
+
 async def evaluate_file(deps: Deps, hotel_id: int, questions: QuestionFile) -> FileResult:
     """Ask `knowledge.retrieve` each question of `questions`, with the reply path's limit (at
     least 3 passages)."""
@@ -344,6 +467,7 @@ async def evaluate_file(deps: Deps, hotel_id: int, questions: QuestionFile) -> F
                 scores=tuple(p.score for p in found.passages),
                 method=found.method,
                 confident=found.confident,
+                features=found.features(),
             )
         )
     return FileResult(questions.name, tuple(outcomes))
@@ -352,22 +476,35 @@ async def evaluate_file(deps: Deps, hotel_id: int, questions: QuestionFile) -> F
 async def evaluate(deps: Deps, prov: Provisioning, files: Sequence[QuestionFile]) -> Report:
     """Seed and embed the demo hotel (`prepare_demo_hotel`), then evaluate every file. `deps`
     and `prov` must reach the same database (the application role and the schema owner)."""
+    subject = Subject(HOTEL_SLUG, None, tuple(files), frozenset(f.name for f in files))
+    return await evaluate_subject(deps, prov, subject)
+
+
+async def evaluate_subject(deps: Deps, prov: Provisioning, subject: Subject) -> Report:
+    """Prepare the subject's hotel (the demo's seeded, or one imported from its file), then
+    evaluate every question file of it."""
     started = time.perf_counter()
-    hotel_id = await prepare_demo_hotel(deps, prov)
+    if subject.knowledge is None:
+        hotel_id = await prepare_demo_hotel(deps, prov)
+        entries = len(demo_titles())
+    else:
+        hotel_id = await prepare_imported_hotel(deps, prov, subject)
+        entries = len(subject.knowledge.entries)
     embedded = time.perf_counter()
-    results = [await evaluate_file(deps, hotel_id, f) for f in files]
+    results = [await evaluate_file(deps, hotel_id, f) for f in subject.files]
     done = time.perf_counter()
     embeddings = deps.embeddings
     return Report(
-        hotel_slug=HOTEL_SLUG,
-        entries=len(demo_titles()),
+        hotel_slug=subject.slug,
+        entries=entries,
         embeddings_model=embeddings.model if embeddings is not None else "none (full-text only)",
         vector_storage=await _vector_storage(prov),
         files=tuple(results),
         timings={
             "seed_and_embed": embedded - started,
             "questions": done - embedded,
-            "per_question": (done - embedded) / max(1, sum(len(f.questions) for f in files)),
+            "per_question": (done - embedded)
+            / max(1, sum(len(f.questions) for f in subject.files)),
         },
     )
 
@@ -375,15 +512,19 @@ async def evaluate(deps: Deps, prov: Provisioning, files: Sequence[QuestionFile]
 async def _vector_storage(prov: Provisioning) -> str:
     kind = await prov.conn.fetchval(
         """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-           WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"""
+           WHERE attrelid = 'kb_passages'::regclass AND attname = 'embedding'"""
     )
     return "pgvector" if kind == "vector" else "float8[] arrays (no pgvector)"
 
 
-async def evaluate_embedded(settings: Settings, files: Sequence[QuestionFile]) -> Report:
-    """`evaluate` on throwaway embedded PostgreSQL and Redis (in a temporary folder, removed
-    afterwards), migrated, with a container built by `bootstrap.build` from `settings` with
-    their URLs. Raises `Unavailable` when they do not start (the `embedded` extra is needed)."""
+async def evaluate_embedded(
+    settings: Settings, subjects: Sequence[Subject], *, cache: Path | None = None
+) -> list[Report]:
+    """`evaluate_subject` of each subject on throwaway embedded PostgreSQL and Redis (in a
+    temporary folder, removed afterwards), migrated, with a container built by
+    `bootstrap.build` from `settings` with their URLs; with `cache`, passage vectors are kept
+    in that SQLite file between runs (`CachedEmbeddings`). Raises `Unavailable` when they do not
+    start (the `embedded` extra is needed)."""
     from hotelchat import bootstrap
     from hotelchat.adapters.credentials import TokenCipher, generate_key
     from hotelchat.adapters.embedded import EmbeddedError, start_postgres, start_redis
@@ -417,10 +558,67 @@ async def evaluate_embedded(settings: Settings, files: Sequence[QuestionFile]) -
         prov = await stack.enter_async_context(
             open_provisioning(postgres.admin_dsn, TokenCipher([key]))
         )
-        report = await evaluate(container.deps, prov, files)
-    report.timings["servers"] = ready - started
-    report.timings["total"] = time.perf_counter() - started
-    return report
+        deps = container.deps
+        if cache is not None and deps.embeddings is not None:
+            cached = CachedEmbeddings(deps.embeddings, cache)
+            stack.callback(cached.close)
+            deps = dataclasses.replace(deps, embeddings=cached)
+        reports = [await evaluate_subject(deps, prov, subject) for subject in subjects]
+    for report in reports:
+        report.timings["servers"] = ready - started
+        report.timings["total"] = time.perf_counter() - started
+    return reports
+
+
+class CachedEmbeddings:
+    """`services.ports.Embeddings` that keeps passage vectors in a SQLite file (by model and
+    text), so repeated evals of the same knowledge bases embed them once. Questions are not
+    cached: their time is what the eval measures. For the eval only."""
+
+    def __init__(self, inner: Embeddings, path: Path) -> None:
+        import sqlite3
+
+        self._inner = inner
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS passages (key TEXT PRIMARY KEY, vector TEXT NOT NULL)"
+        )
+
+    @property
+    def model(self) -> str:
+        return self._inner.model
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+
+    async def passages(self, texts: Sequence[str]) -> list[list[float]]:
+        keys = [self._key(t) for t in texts]
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, vector in self._db.execute(
+                f"SELECT key, vector FROM passages WHERE key IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                found[key] = json.loads(vector)
+        missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in found]
+        if missing:
+            vectors = await self._inner.passages([t for _, t in missing])
+            for (key, _), vector in zip(missing, vectors, strict=True):
+                found[key] = vector
+            self._db.executemany(
+                "INSERT OR REPLACE INTO passages VALUES (?, ?)",
+                [(k, json.dumps(found[k])) for k, _ in missing],
+            )
+            self._db.commit()
+        return [found[k] for k in keys]
+
+    async def query(self, text: str) -> list[float]:
+        return await self._inner.query(text)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -540,6 +738,8 @@ def to_json(
             "top": list(o.titles[:3]),
             "scores": [round(s, 4) for s in o.scores[:3]],
             "answered_alone": o.confident,
+            "method": o.method,
+            "features": [round(f, 5) for f in o.features],
         }
 
     files = []
@@ -559,6 +759,7 @@ def to_json(
                 },
                 "text_fallbacks": sum(o.method != "vector" for o in result.outcomes),
                 "misses": [outcome(o) for o in result.misses()],
+                "outcomes": [outcome(o) for o in result.outcomes],
             }
         )
     missed = report.missed(targets, gated)
@@ -578,6 +779,53 @@ def to_json(
         "targets_met": not missed,
         "missed": missed,
         "seconds": {k: round(v, 3) for k, v in report.timings.items()},
+    }
+
+
+def pooled(reports: Sequence[Report]) -> list[FileResult]:
+    """The outcomes of same-named question files (questions.jsonl, holdout.jsonl, …) of every
+    hotel pooled into one result per name, first-seen order."""
+    groups: dict[str, list[Outcome]] = {}
+    for report in reports:
+        for result in report.files:
+            groups.setdefault(Path(result.name).name, []).extend(result.outcomes)
+    return [FileResult(f"all hotels, {name}", tuple(o)) for name, o in groups.items()]
+
+
+def render_all(
+    reports: Sequence[Report],
+    targets: Targets,
+    gated: Sequence[Collection[str]],
+    *,
+    misses: bool = False,
+) -> str:
+    """`render` of each hotel's report, then, for several, the pooled tables (`pooled`)."""
+    parts = [
+        render(r, targets, misses=misses, gated=g) for r, g in zip(reports, gated, strict=True)
+    ]
+    if len(reports) > 1:
+        pool = Report("all hotels", sum(r.entries for r in reports), reports[0].embeddings_model,
+                      reports[0].vector_storage, tuple(pooled(reports)))  # fmt: skip
+        parts.append(render(pool, targets, gated=[f.name for f in pool.files]))
+    return "\n\n".join(parts)
+
+
+def to_json_all(
+    reports: Sequence[Report], targets: Targets, gated: Sequence[Collection[str]]
+) -> dict[str, Any]:
+    """`to_json` of one report as it is; of several, {"hotels": [...], "pooled": ...,
+    "targets_met", "missed"}."""
+    if len(reports) == 1:
+        return to_json(reports[0], targets, gated[0])
+    hotels = [to_json(r, targets, g) for r, g in zip(reports, gated, strict=True)]
+    pool = Report("all hotels", sum(r.entries for r in reports), reports[0].embeddings_model,
+                  reports[0].vector_storage, tuple(pooled(reports)))  # fmt: skip
+    missed = [line for h in hotels for line in h["missed"]]
+    return {
+        "hotels": hotels,
+        "pooled": to_json(pool, targets, [f.name for f in pool.files]),
+        "targets_met": not missed,
+        "missed": missed,
     }
 
 

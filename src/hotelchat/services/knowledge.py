@@ -14,23 +14,36 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 import structlog
 
+from hotelchat.domain import colloquial
 from hotelchat.domain.errors import Forbidden, HotelChatError, InvalidInput, ModelError, Unavailable
 from hotelchat.domain.model import Passage
-from hotelchat.services.ports import AgentSession, Deps, JobQueue, KnowledgeBase, KnowledgeEntry
+from hotelchat.services.ports import (
+    AgentSession,
+    Deps,
+    JobQueue,
+    KnowledgeBase,
+    KnowledgeEntry,
+    PassageKind,
+)
 
 log = structlog.get_logger(__name__)
 
-# Answer from a passage alone (no model) only when it clearly wins: its score and its lead over
-# the next entry, measured on evals/retrieval (149 of 187 right answers kept, 3 of 31 wrong and
-# 3 of 21 unanswerable let through). These hold for multilingual-e5-small and this entry format.
-VECTOR_MIN_SCORE = 0.81
-VECTOR_MIN_MARGIN = 0.01
+# Answer from a passage alone (no model) only when the confidence rule says so: a logistic
+# regression (intercept, then one weight per `Retrieval.features`) and the probability at which
+# the best passage is sent alone, both fitted on the tuning question sets of evals/retrieval by
+# evals/retrieval/fit_confidence.py, which prints these lines. They hold for
+# multilingual-e5-small and this passage scheme only.
+# Fitted on the 455 answerable and 73 unanswerable tuning questions of the four eval hotels
+# (fewer than 0.5 % of the answerable answered alone wrongly, at most 5 % of the unanswerable).
+CONFIDENCE_MODEL = (-23.7136, 27.5830, 15.7547, 16.7300, 79.6266, 0.3475)
+CONFIDENCE_MIN = 0.93
 # Full-text search's cover-density rank, scaled to [0, 1).
 TEXT_MIN_SCORE = 0.05
 
@@ -45,23 +58,60 @@ class Retrieval:
     passages: list[Passage]
     method: Literal["vector", "text"]
 
+    def features(self) -> tuple[float, ...]:
+        """What the confidence rule weighs, for vector retrieval (empty for full-text): the best
+        entry's score, its lead over the next entry, the lead of its head cosine over the best
+        head cosine of the other returned entries, the same for its best passage, and 1.0 when
+        the entry with the best head cosine is also the one with the best passage cosine."""
+        if self.method != "vector" or not self.passages:
+            return ()
+        best, others = self.passages[0], self.passages[1:]
+
+        def lead(value: float | None, rest: list[float | None]) -> float:
+            found = [v for v in rest if v is not None]
+            return (value or 0.0) - max(found) if found else 0.1
+
+        heads = [p.head_score for p in others]
+        bests = [p.passage_score for p in others]
+        agree = all((best.head_score or 0.0) >= (h or 0.0) for h in heads) and all(
+            (best.passage_score or 0.0) >= (b or 0.0) for b in bests
+        )
+        return (
+            best.score,
+            best.score - others[0].score if others else 0.1,
+            lead(best.head_score, heads),
+            lead(best.passage_score, bests),
+            1.0 if agree else 0.0,
+        )
+
+    def confidence(self) -> float:
+        """The calibrated probability (0-1) that the best passage is the entry that answers
+        the question: a logistic regression of `features` fitted on evals/retrieval by
+        evals/retrieval/fit_confidence.py (`CONFIDENCE_MODEL`). 0 for full-text search."""
+        features = self.features()
+        if not features:
+            return 0.0
+        intercept, *weights = CONFIDENCE_MODEL
+        z = intercept + sum(w * x for w, x in zip(weights, features, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
     @property
     def confident(self) -> bool:
-        """Whether the best passage answers the question well enough to be sent on its own."""
+        """Whether the best passage answers the question well enough to be sent on its own:
+        `confidence` at least `CONFIDENCE_MIN` (vector retrieval), or a full-text rank of at
+        least `TEXT_MIN_SCORE`."""
         if not self.passages:
             return False
-        best = self.passages[0].score
         if self.method == "text":
-            return best >= TEXT_MIN_SCORE
-        runner_up = self.passages[1].score if len(self.passages) > 1 else -1.0
-        return best >= VECTOR_MIN_SCORE and best - runner_up >= VECTOR_MIN_MARGIN
+            return self.passages[0].score >= TEXT_MIN_SCORE
+        return self.confidence() >= CONFIDENCE_MIN
 
 
 async def retrieve(deps: Deps, hotel_id: int, question: str, *, limit: int) -> Retrieval:
     """The knowledge-base entries that best answer `question`, best first."""
     if deps.embeddings is not None and question.strip():
         try:
-            vector = await deps.embeddings.query(question[:2000])
+            vector = await deps.embeddings.query(colloquial.expand(question[:2000]))
             found = await deps.knowledge_base.nearest(
                 hotel_id, vector, deps.embeddings.model, limit=limit
             )
@@ -74,8 +124,9 @@ async def retrieve(deps: Deps, hotel_id: int, question: str, *, limit: int) -> R
 
 
 async def embed_pending(deps: Deps, hotel_id: int, *, limit: int = 500) -> int:
-    """Compute the vectors of entries that lack current ones; returns how many were stored.
-    Raises `ModelError` when the embeddings model fails (the job is retried)."""
+    """Cut the entries that lack current vectors into passages (`passages_of`) and store the
+    passages' vectors; returns how many entries were stored. Raises `ModelError` when the
+    embeddings model fails (the job is retried)."""
     if deps.embeddings is None:
         return 0
     model = deps.embeddings.model
@@ -83,23 +134,55 @@ async def embed_pending(deps: Deps, hotel_id: int, *, limit: int = 500) -> int:
     pending = await deps.knowledge_base.unembedded(hotel_id, model, limit)
     for start in range(0, len(pending), EMBED_BATCH):
         batch = pending[start : start + EMBED_BATCH]
-        texts = [embedding_texts(e.title, e.body, e.keywords) for e in batch]
-        vectors = await deps.embeddings.passages([t for pair in texts for t in pair])
-        for index, entry in enumerate(batch):
-            text_vector, title_vector = vectors[2 * index], vectors[2 * index + 1]
-            if await deps.knowledge_base.save_embeddings(
-                hotel_id, entry, text_vector, title_vector, model
-            ):
+        cut = [passages_of(e.title, e.body, e.keywords) for e in batch]
+        vectors = await deps.embeddings.passages([text for parts in cut for _, text in parts])
+        offset = 0
+        for entry, parts in zip(batch, cut, strict=True):
+            rows = [(kind, text, vectors[offset + i]) for i, (kind, text) in enumerate(parts)]
+            offset += len(parts)
+            if await deps.knowledge_base.save_passages(hotel_id, entry, rows, model):
                 stored += 1
     if stored:
         log.info("knowledge.embedded", hotel_id=hotel_id, entries=stored, model=model)
     return stored
 
 
-def embedding_texts(title: str, body: str, keywords: str) -> tuple[str, str]:
-    """The two texts embedded for an entry: its whole text, and its title with keywords."""
-    head = f"{title} ({keywords})" if keywords.strip() else title
-    return f"{head}: {body}", head
+# Long entries are also cut into windows of WINDOW_SENTENCES sentences, WINDOW_STRIDE apart,
+# each under the entry's head (measured on evals/retrieval/hotels; docs/retrieval.md).
+WINDOW_SENTENCES = 2
+WINDOW_STRIDE = 1
+WINDOW_MIN_CHARS = 300
+MAX_WINDOWS = 30
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)|\s*\n+\s*")
+
+
+def entry_head(title: str, keywords: str) -> str:
+    """An entry's title with its keywords: what it is about."""
+    return f"{title} ({keywords})" if keywords.strip() else title
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut at sentence ends and line breaks (list items and lines stay whole)."""
+    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+def passages_of(title: str, body: str, keywords: str) -> list[tuple[PassageKind, str]]:
+    """The texts embedded for an entry, with their kinds: its head (`entry_head`), its whole
+    text `head: body`, and when the body is over WINDOW_MIN_CHARS characters and more than
+    WINDOW_SENTENCES sentences, windows of WINDOW_SENTENCES sentences under the head (at most
+    MAX_WINDOWS)."""
+    head = entry_head(title, keywords)
+    found: list[tuple[PassageKind, str]] = [("head", head), ("text", f"{head}: {body}")]
+    parts = sentences(body)
+    if len(body) > WINDOW_MIN_CHARS and len(parts) > WINDOW_SENTENCES:
+        last = len(parts) - WINDOW_SENTENCES
+        starts = list(range(0, last + 1, WINDOW_STRIDE))
+        if starts[-1] != last:
+            starts.append(last)
+        for start in starts[:MAX_WINDOWS]:
+            window = " ".join(parts[start : start + WINDOW_SENTENCES])
+            found.append(("window", f"{head}: {window}"))
+    return found
 
 
 # --- managers' edits ------------------------------------------------------------------------
@@ -231,28 +314,44 @@ async def import_for(
 
 _HEADING = re.compile(r"^#{1,2}\s+(.+?)\s*#*\s*$")
 _KEYWORDS = re.compile(r"^keywords\s*:\s*(.*)$", re.IGNORECASE)
+# `## wifi: Internet access`, `## late_checkout: Late check-out`: a lowercase key before the title
+_KEYED = re.compile(r"^([a-z0-9][a-z0-9_.-]{0,39})\s*:\s+(\S.*)$")
+
+
+def split_heading(heading: str) -> tuple[str, str]:
+    """A heading's title and the words of its key, for headings written `key: Title` (a
+    lowercase word, digits, `_ - .` before the colon); other headings are the title as they are
+    with no key words."""
+    match = _KEYED.match(heading)
+    if match is None:
+        return heading, ""
+    return match.group(2), re.sub(r"[_.-]+", " ", match.group(1)).strip()
 
 
 def parse_markdown(text: str) -> list[tuple[str, str, str]]:
     """Entries from Markdown: each `##` heading (or `#` when the file has no `##`) starts an
-    entry, the text below it is the body, and a first line `Keywords: a, b` gives keywords."""
+    entry, the text below it is the body, and a first line `Keywords: a, b` gives keywords. A
+    heading `key: Title` (`split_heading`) is the entry Title with the key's words as keywords."""
     lines = text.splitlines()
     level = "## " if any(line.startswith("## ") for line in lines) else "# "
     found: list[tuple[str, list[str], int]] = []
     for number, line in enumerate(lines, 1):
-        heading = _HEADING.match(line) if line.startswith(level) else None
-        if heading:
-            found.append((heading.group(1), [], number))
+        match = _HEADING.match(line) if line.startswith(level) else None
+        if match:
+            found.append((match.group(1), [], number))
         elif found:
             found[-1][1].append(line)
     result = []
-    for title, body_lines, number in found:
+    for heading, body_lines, number in found:
+        title, key = split_heading(heading)
         keywords = ""
         while body_lines and not body_lines[0].strip():
             body_lines.pop(0)
         if body_lines and (match := _KEYWORDS.match(body_lines[0].strip())):
             keywords = match.group(1)
             body_lines.pop(0)
+        if key and key.lower() not in f"{title} {keywords}".lower():
+            keywords = f"{keywords}, {key}" if keywords else key
         body = "\n".join(body_lines).strip()
         try:
             result.append(check_entry(title, body, keywords))

@@ -318,6 +318,11 @@ class AgentSession:
     password_change_required: bool = False  # logged in with a one-time password
 
 
+# What a stored passage of an entry is: its head (title and keywords), its whole text, or a
+# window of a few sentences of a long entry under its head.
+PassageKind = Literal["head", "text", "window"]
+
+
 @dataclass(frozen=True, slots=True)
 class KnowledgeEntry:
     """One entry of a hotel's knowledge base. `embedded`: its vectors match its current text."""
@@ -648,18 +653,22 @@ class KnowledgeBase(Protocol):
 
     async def unembedded(self, hotel_id: int, model: str, limit: int) -> list[KnowledgeEntry]: ...
 
-    async def save_embeddings(
+    async def save_passages(
         self,
         hotel_id: int,
         entry: KnowledgeEntry,
-        text_vector: list[float],
-        title_vector: list[float],
+        passages: Sequence[tuple[PassageKind, str, list[float]]],
         model: str,
-    ) -> bool: ...
+    ) -> bool:
+        """Replace the entry's passages (kind, text, vector) by `passages`, unless the entry
+        was edited since `entry` was read; True when stored."""
+        ...
 
     async def nearest(
         self, hotel_id: int, vector: list[float], model: str, *, limit: int
-    ) -> list[Passage]: ...
+    ) -> list[Passage]:
+        """The entries whose passages by `model` are closest to `vector`, best first."""
+        ...
 
 
 class KnowledgeSearch(Protocol):

@@ -4,19 +4,31 @@ their embeddings, and retrieval by vector similarity.
 Every change bumps the hotel's `knowledge_version` in the same transaction (the response cache
 keys on it). Vectors live next to their entry, with the model that made them: pgvector's `vector`
 columns where the server has the extension, else arrays of doubles; similarity is computed in
-PostgreSQL either way (the vectors are unit length, so a dot product is the cosine). An entry's
-score is the mean of the question's cosine with the vector of its whole text and with that of its
-title and keywords (measured best on evals/retrieval; docs/retrieval.md).
+PostgreSQL either way (the vectors are unit length, so a dot product is the cosine). Each entry
+version is stored as passages (kb_passages: its head, its whole text, sentence windows of long
+entries); an entry's score is `ENTRY_SCORE` of its passages' cosines (docs/retrieval.md).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import asyncpg
 
 from hotelchat.adapters.postgres.database import Connection, Database
 from hotelchat.domain.errors import Conflict, InvalidInput, NotFound
 from hotelchat.domain.model import Passage
-from hotelchat.services.ports import KnowledgeEntry
+from hotelchat.services.ports import KnowledgeEntry, PassageKind
+
+# An entry's score from the question's cosines with its passages: weights of its head (title and
+# keywords), its whole text and its best passage (whole text or sentence window); they sum to 1.
+# Measured on evals/retrieval (docs/retrieval.md).
+ENTRY_SCORE = (0.2, 0.0, 0.8)
+
+
+def _maybe(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
 
 COLUMNS = """id, title, body, keywords, updated_at,
              (embedded_at IS NOT NULL AND embedded_at >= updated_at) AS embedded"""
@@ -214,67 +226,122 @@ class PostgresKnowledge:
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
-    async def save_embeddings(
+    async def save_passages(
         self,
         hotel_id: int,
         entry: KnowledgeEntry,
-        text_vector: list[float],
-        title_vector: list[float],
+        passages: Sequence[tuple[PassageKind, str, list[float]]],
         model: str,
     ) -> bool:
-        """Store an entry's vectors, unless it was edited since they were computed (then the
-        next run embeds the new text). True when stored."""
+        """Replace the entry's passages (kind, text, vector) with `passages`, computed by
+        `model` from the entry version `entry`, unless the entry was edited since (then the
+        next run embeds the new text). One transaction. True when stored."""
 
         async def work(conn: Connection) -> bool:
             cast = await self._cast(conn)
-            done = await conn.execute(
-                f"""UPDATE kb_entries SET embedding_text = $3::{cast},
-                      embedding_title = $4::{cast}, embedding_model = $5, embedded_at = now()
-                    WHERE hotel_id = $1 AND id = $2 AND updated_at = $6""",  # noqa: S608
+            current = await conn.fetchval(
+                """SELECT updated_at FROM kb_entries WHERE hotel_id = $1 AND id = $2
+                   FOR UPDATE""",
                 hotel_id,
                 entry.id,
-                self._literal(cast, text_vector),
-                self._literal(cast, title_vector),
-                model,
-                entry.updated_at,
             )
-            return bool(done == "UPDATE 1")
+            if current != entry.updated_at:
+                return False
+            await conn.execute("DELETE FROM kb_passages WHERE entry_id = $1", entry.id)
+            await conn.executemany(
+                f"""INSERT INTO kb_passages (hotel_id, entry_id, ordinal, kind, text, embedding,
+                                             model, entry_version)
+                    VALUES ($1, $2, $3, $4, $5, $6::{cast}, $7, $8)""",  # noqa: S608
+                [
+                    (
+                        hotel_id,
+                        entry.id,
+                        ordinal,
+                        kind,
+                        text,
+                        self._literal(cast, vector),
+                        model,
+                        entry.updated_at,
+                    )
+                    for ordinal, (kind, text, vector) in enumerate(passages)
+                ],
+            )
+            await conn.execute(
+                """UPDATE kb_entries SET embedding_model = $3, embedded_at = now()
+                   WHERE hotel_id = $1 AND id = $2""",
+                hotel_id,
+                entry.id,
+                model,
+            )
+            return True
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
 
     async def nearest(
         self, hotel_id: int, vector: list[float], model: str, *, limit: int
     ) -> list[Passage]:
-        """The entries embedded by `model` closest to `vector`, best first; score in [-1, 1]."""
+        """The entries with passages of `model` closest to `vector`, best first. An entry's
+        score is `ENTRY_SCORE` of the question's cosines with its passages (in [-1, 1]), all
+        computed in PostgreSQL; the entry, not the passage, is what is returned."""
 
         async def work(conn: Connection) -> list[Passage]:
             cast = await self._cast(conn)
             if cast == "vector":
-                score = ("((1 - (embedding_text <=> $2::vector))"
-                         " + (1 - (embedding_title <=> $2::vector))) / 2")  # fmt: skip
+                cosine = "1 - (p.embedding <=> $2::vector)"
             else:
-                score = ("((SELECT sum(a * b) FROM unnest(embedding_text, $2::float8[]) v(a, b))"
-                         " + (SELECT sum(a * b) FROM unnest(embedding_title, $2::float8[]) v(a, b))"
-                         ") / 2")  # fmt: skip
+                cosine = "(SELECT sum(a * b) FROM unnest(p.embedding, $2::float8[]) v(a, b))"
             rows = await conn.fetch(
-                f"""SELECT id, title, body, {score} AS score FROM kb_entries
-                    WHERE hotel_id = $1 AND embedding_model = $3 AND embedding_text IS NOT NULL
-                    ORDER BY score DESC, id LIMIT $4""",  # noqa: S608
+                f"""WITH scored AS (
+                      SELECT p.entry_id, p.kind, {cosine} AS s FROM kb_passages p
+                      WHERE p.hotel_id = $1 AND p.model = $3
+                    ), per_entry AS (
+                      SELECT entry_id,
+                             max(s) FILTER (WHERE kind = 'head') AS head,
+                             max(s) FILTER (WHERE kind = 'text') AS whole,
+                             max(s) FILTER (WHERE kind <> 'head') AS best
+                      FROM scored GROUP BY entry_id
+                    )
+                    SELECT e.id, e.title, e.body, p.head, p.whole, p.best,
+                           ($5 * coalesce(p.head, p.best) + $6 * coalesce(p.whole, p.best)
+                            + $7 * p.best) AS score
+                    FROM per_entry p JOIN kb_entries e ON e.hotel_id = $1 AND e.id = p.entry_id
+                    WHERE p.best IS NOT NULL
+                    ORDER BY score DESC, e.id LIMIT $4""",  # noqa: S608
                 hotel_id,
                 self._literal(cast, vector),
                 model,
                 limit,
+                *ENTRY_SCORE,
             )
-            return [Passage(r["id"], r["title"], r["body"], float(r["score"])) for r in rows]
+            return [
+                Passage(
+                    r["id"],
+                    r["title"],
+                    r["body"],
+                    float(r["score"]),
+                    head_score=_maybe(r["head"]),
+                    text_score=_maybe(r["whole"]),
+                    passage_score=_maybe(r["best"]),
+                )
+                for r in rows
+            ]
 
         return await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def vector_storage(self) -> str:
+        """`pgvector` or `float8[] arrays (no pgvector)`: how the passages' vectors are kept."""
+
+        async def work(conn: Connection) -> str:
+            return "pgvector" if await self._cast(conn) == "vector" else "float8[] arrays"
+
+        return await self.db.platform(work, idempotent=True)
 
     async def _cast(self, conn: Connection) -> str:
         """`vector` where the embedding columns are pgvector's, `float8[]` where arrays."""
         if self._vector_type is None:
             kind = await conn.fetchval(
                 """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-                   WHERE attrelid = 'kb_entries'::regclass AND attname = 'embedding_text'"""
+                   WHERE attrelid = 'kb_passages'::regclass AND attname = 'embedding'"""
             )
             self._vector_type = "vector" if kind == "vector" else "float8[]"
         return self._vector_type
