@@ -108,8 +108,8 @@ def test_without_database_url_it_says_so() -> None:
 async def test_the_passages_migration_downgrades_and_upgrades_again(
     scratch: tuple[str, str],
 ) -> None:
-    """0006_passages: down to 0005 brings back the two vector columns (of the same type) with
-    every entry to embed again, and up again recreates kb_passages."""
+    """Down to 0005, through every later downgrade: the two vector columns are back (of the
+    same type) with every entry to embed again; up again recreates kb_passages."""
     from alembic import command
 
     from hotelchat.adapters.postgres.migrate import _config
@@ -128,4 +128,4 @@ async def test_the_passages_migration_downgrades_and_upgrades_again(
     finally:
         await conn.close()
     await migrate(admin_dsn, app_dsn)
-    assert await wait_for_schema(app_dsn, timeout=10) == head_revision() == "0006_passages"
+    assert await wait_for_schema(app_dsn, timeout=10) == head_revision() == "0009"

@@ -3,8 +3,8 @@ and, for long entries, windows of a few sentences under its heading), each with 
 retrieval scores an entry by its passages (issue 10; docs/retrieval.md). Replaces the two vector
 columns of kb_entries, whose entries are embedded again (the worker's cron does it).
 
-Revision ID: 0006_passages
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from hotelchat.adapters.postgres.migrations.sql import run_sql
 
-revision: str = "0006_passages"
-down_revision: str | None = "0005"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
