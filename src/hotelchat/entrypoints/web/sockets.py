@@ -66,7 +66,7 @@ def answering(handler: Handler) -> Handler:
             return {"error": exc.code}
         except Exception as exc:  # the ack must always be answered
             log.exception(
-                "socket.event_failed", event=handler.__name__, error_class=type(exc).__name__
+                "socket.event_failed", socket_event=handler.__name__, error_class=type(exc).__name__
             )
             return {"error": "internal"}
 
