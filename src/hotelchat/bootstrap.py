@@ -227,6 +227,7 @@ async def build(
         reply_lease_seconds=settings.reply_lease_seconds,
         status_callback_url=settings.public_url + STATUS_CALLBACK_PATH,
         max_attempts=settings.job_max_tries,
+        lease_renewal_limit_seconds=settings.job_timeout_seconds,
         token_counter=TiktokenCounter(),
         prices=PriceTable(settings.openai_prices),
         breaker=RedisCircuitBreaker(

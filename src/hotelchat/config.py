@@ -270,9 +270,13 @@ class Settings(BaseSettings):
         description="The sweeper (every 15 s) queues again replies and sends left without a job "
         "for this long (a crash, a Redis outage).",
     )
-    reply_lease_seconds: PositiveSeconds = Field(
-        default=90.0,
-        description="How long one job owns a reply or a send before another may take it over.",
+    reply_lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        le=600,
+        description="Lease of one job on a reply or a send, renewed every third of it while the "
+        "job runs (for at most JOB_TIMEOUT_SECONDS): a worker that dies mid-reply holds the "
+        "message up for this long at most. Also how soon arq re-runs a dead worker's job.",
     )
 
     # --- Operator ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import structlog
@@ -23,12 +23,19 @@ from arq.connections import ArqRedis
 from opentelemetry.trace import SpanKind
 
 from hotelchat import bootstrap
-from hotelchat.adapters.queue import EMBED_JOB, REDIS_ERRORS, REPLY_JOB, SEND_JOB, create_redis
+from hotelchat.adapters.queue import (
+    EMBED_JOB,
+    REDIS_ERRORS,
+    REPLY_JOB,
+    SEND_JOB,
+    InProgressLease,
+    create_redis,
+)
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.entrypoints.probes import ProbeServer
 from hotelchat.observability import metrics, tracing
-from hotelchat.services import knowledge, maintenance, outbound, replies
+from hotelchat.services import knowledge, leases, maintenance, outbound, replies
 from hotelchat.services.ports import Deps
 
 log = structlog.get_logger(__name__)
@@ -129,7 +136,8 @@ async def _job(
     try:
         with tracing.span(f"job {name}", kind=SpanKind.CONSUMER, attributes=attributes,
                           parent=trace):  # fmt: skip
-            result = await _retrying(work)
+            async with _in_progress_kept(ctx):
+                result = await _retrying(work)
     except (Retry, asyncio.CancelledError):
         outcome = "retry"  # arq runs it again (a cancelled job is a timeout or a shutdown)
         raise
@@ -139,6 +147,31 @@ async def _job(
     finally:
         metrics.JOB_DURATION.labels(name).observe(time.time() - started)
         metrics.JOBS.labels(name, outcome).inc()
+
+
+@contextlib.asynccontextmanager
+async def _in_progress_kept(ctx: dict[str, Any]) -> AsyncIterator[None]:
+    """Hold arq's in-progress key of the running job for REPLY_LEASE_SECONDS at a time instead
+    of arq's job timeout + 10 s, so a job of a worker killed outright runs again elsewhere
+    within that time (`adapters.queue.InProgressLease`)."""
+    redis, job_id = ctx.get("redis"), ctx.get("job_id")
+    if not isinstance(redis, ArqRedis) or not isinstance(job_id, str):
+        yield  # called outside arq (tests)
+        return
+    settings: Settings = ctx["settings"]
+    lease = InProgressLease(redis, job_id, lease_seconds=settings.reply_lease_seconds)
+    try:
+        async with asyncio.timeout(settings.redis_timeout_seconds):
+            await lease.renew()
+    except (Unavailable, TimeoutError) as exc:
+        log.warning("lease.renewal_failed", lease="job", error_class=type(exc).__name__)
+    async with leases.kept_alive(
+        lease.renew,
+        every=leases.renew_every(settings.reply_lease_seconds),
+        for_at_most=settings.job_timeout_seconds,
+        what="job",
+    ):
+        yield
 
 
 def _container(ctx: dict[str, Any]) -> bootstrap.Container:
