@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         default=400, ge=16, le=4096, description="Longest reply the model may write, in tokens."
     )
     openai_max_concurrent_calls: int = Field(
-        default=20,
+        default=200,
         ge=1,
         le=10_000,
         description="Model calls in flight at once across all workers (shared through Redis).",
@@ -241,6 +241,13 @@ class Settings(BaseSettings):
     embeddings_api_key: SecretStr | None = Field(
         default=None, description="Embeddings API key; OPENAI_API_KEY when unset."
     )
+    embeddings_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="OpenMP threads of the in-process e5 embedding (`local`), per process. One "
+        "thread: a worker runs many jobs at once, and two threads spin on shared cores.",
+    )
 
     # --- Twilio -----------------------------------------------------------------------------
     twilio_api_base_url: AnyHttpUrl | None = Field(
@@ -253,7 +260,14 @@ class Settings(BaseSettings):
     )
 
     # --- Worker -----------------------------------------------------------------------------
-    worker_max_jobs: int = Field(default=10, ge=1, le=1000, description="Concurrent jobs.")
+    worker_max_jobs: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Concurrent jobs per worker process. A reply spends seconds waiting on the "
+        "model and holds a database connection only for its short transactions, so one process "
+        "runs many at once; 10 capped a worker at about 5 replies a second.",
+    )
     job_timeout_seconds: PositiveSeconds = Field(
         default=120.0, description="A job running longer is cancelled and retried."
     )

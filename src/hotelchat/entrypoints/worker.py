@@ -317,7 +317,11 @@ async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
     backoff = REDIS_RESTART_BACKOFF_SECONDS[0]
     stopping = asyncio.Event()
     while True:
-        redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
+        redis = create_redis(
+            settings.require_redis_url(),
+            timeout=settings.redis_timeout_seconds,
+            max_connections=bootstrap.redis_connections(settings),
+        )
         worker = create_worker(settings, redis, liveness=liveness, stopping=stopping)
         started = time.monotonic()
         try:
