@@ -34,6 +34,7 @@ from hotelchat.adapters.queue import (
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.entrypoints.probes import ProbeServer
+from hotelchat.entrypoints.process import settle_heap
 from hotelchat.observability import metrics, tracing
 from hotelchat.services import knowledge, leases, maintenance, outbound, replies
 from hotelchat.services.ports import Deps
@@ -243,6 +244,8 @@ async def sample_queue(container: bootstrap.Container) -> None:
 
 async def _startup(ctx: dict[str, Any]) -> None:
     ctx["container"] = await bootstrap.build(ctx["settings"], require_keys=True)
+    if ctx.get("settle_heap"):
+        settle_heap()
     log.info("worker.started")
 
 
@@ -260,9 +263,11 @@ def create_worker(
     burst: bool = False,
     liveness: Liveness | None = None,
     stopping: asyncio.Event | None = None,
+    settle: bool = False,
 ) -> HotelChatWorker:
     """An arq `Worker` for HotelChat's jobs on `redis`, beating `liveness`. With `burst`, it
-    stops once the queue is empty (tests)."""
+    stops once the queue is empty (tests). With `settle` (the `worker` command), the heap is
+    settled once the container is open (`entrypoints.process.settle_heap`)."""
     tries = settings.job_max_tries
     return HotelChatWorker(
         functions=[
@@ -276,7 +281,7 @@ def create_worker(
         redis_pool=redis,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "settle_heap": settle},
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.job_timeout_seconds,
         keep_result=0,
@@ -322,7 +327,7 @@ async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
             timeout=settings.redis_timeout_seconds,
             max_connections=bootstrap.redis_connections(settings),
         )
-        worker = create_worker(settings, redis, liveness=liveness, stopping=stopping)
+        worker = create_worker(settings, redis, liveness=liveness, stopping=stopping, settle=True)
         started = time.monotonic()
         try:
             await worker.async_run()

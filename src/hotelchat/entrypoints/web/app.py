@@ -13,6 +13,7 @@ from quart import Quart, Request, Response, g, request
 from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
+from hotelchat.entrypoints.process import settle_heap
 from hotelchat.entrypoints.web import assistant as assistant_api
 from hotelchat.entrypoints.web import dashboard, health, login, sockets, webchat, webhooks
 from hotelchat.entrypoints.web import knowledge as knowledge_pages
@@ -38,9 +39,11 @@ class HotelChatRequest(Request):
         super().__init__(method, scheme, path, *args, **kwargs)
 
 
-def create_app(settings: Settings) -> Quart:
+def create_app(settings: Settings, *, settle: bool = False) -> Quart:
     """A Quart app that opens its `Container` before serving and closes it after. Its Socket.IO
-    server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it."""
+    server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it. With
+    `settle` (the served process, not tests), the heap is settled once the container is open
+    (`entrypoints.process.settle_heap`)."""
     app = Quart(__name__)
     app.request_class = HotelChatRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
@@ -63,6 +66,8 @@ def create_app(settings: Settings) -> Quart:
             settings, emitter=server, require_keys=True
         )
         await start_server(server)
+        if settle:
+            settle_heap()
 
     @app.after_serving
     async def close_container() -> None:
