@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         description="Proxies in front of HotelChat whose X-Forwarded-For to trust, so login "
         "throttling sees each client's own address. 0: use the connection's address.",
     )
+    webhook_max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Twilio webhooks one web process handles at once; more get 503 with "
+        "Retry-After at once instead of queueing behind them (load shedding). Twilio retries a "
+        "5xx only when the webhook URL asks it to (`#rp=5xx`, docs/kubernetes.md).",
+    )
     webhook_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger webhooks get 413."
     )

@@ -1,19 +1,56 @@
 """Twilio's webhooks: inbound WhatsApp messages and delivery-status callbacks.
 
 The handler verifies and parses; everything else is one call into a service. It answers Twilio in
-milliseconds: storing the message is the only work before the response, the reply is a job.
+milliseconds: storing the message is the only work before the response, the reply is a job. Past
+WEBHOOK_MAX_IN_FLIGHT webhooks at once, a process sheds more with 503 and Retry-After.
 """
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+import contextlib
+from collections.abc import Iterator
 
-from hotelchat.domain.errors import InvalidInput, PayloadTooLarge
+from quart import Blueprint, Response, current_app, request
+
+from hotelchat.domain.errors import InvalidInput, Overloaded, PayloadTooLarge
 from hotelchat.entrypoints.web.context import container
 from hotelchat.observability import metrics
 from hotelchat.services import delivery, inbound
 
 blueprint = Blueprint("webhooks", __name__)
+
+SLOTS = "hotelchat.webhook_slots"
+
+
+class InFlightLimit:
+    """At most `limit` webhooks handled at once in this process; one more raises `Overloaded`
+    (503 with Retry-After) before any work is done, so overload is shed at once instead of
+    growing a queue of requests that time out. Single event loop: a plain counter suffices."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the block; raises `Overloaded` when none is free."""
+        if self.in_flight >= self.limit:
+            raise Overloaded(f"{self.limit} webhooks are being handled; try again shortly")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
+def _slots() -> InFlightLimit:
+    """This app's limit, made on first use from WEBHOOK_MAX_IN_FLIGHT."""
+    limit: InFlightLimit | None = current_app.extensions.get(SLOTS)
+    if limit is None:
+        limit = InFlightLimit(container().settings.webhook_max_in_flight)
+        current_app.extensions[SLOTS] = limit
+    return limit
+
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 FORM = "application/x-www-form-urlencoded"
@@ -47,8 +84,9 @@ def _signed_url() -> str:
 
 @blueprint.post("/webhooks/twilio/whatsapp")
 async def whatsapp_inbound() -> Response:
-    """An inbound WhatsApp message. 200 with empty TwiML once stored (or already stored)."""
-    with metrics.WEBHOOK_INGEST.labels("inbound").time():
+    """An inbound WhatsApp message. 200 with empty TwiML once stored (or already stored); 503
+    with Retry-After, storing nothing, when the process is at WEBHOOK_MAX_IN_FLIGHT."""
+    with _slots().slot(), metrics.WEBHOOK_INGEST.labels("inbound").time():
         params = await _form_params()
         await inbound.receive_whatsapp(
             container().deps,
@@ -61,8 +99,9 @@ async def whatsapp_inbound() -> Response:
 
 @blueprint.post("/webhooks/twilio/status")
 async def whatsapp_status() -> Response:
-    """A delivery-status callback for a message we sent. 204 whether or not it was news."""
-    with metrics.WEBHOOK_INGEST.labels("status").time():
+    """A delivery-status callback for a message we sent. 204 whether or not it was news; 503
+    when the process is at WEBHOOK_MAX_IN_FLIGHT (shared with inbound messages)."""
+    with _slots().slot(), metrics.WEBHOOK_INGEST.labels("status").time():
         return await _status()
 
 
