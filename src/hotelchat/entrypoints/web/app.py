@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, settle: bool = False) -> Quart:
         redis_url=settings.require_redis_url(), allowed_origins=[settings.public_url]
     )
     app.extensions[SOCKETIO] = server
+    app.extensions[webhooks.SLOTS] = webhooks.InFlightLimit(settings.webhook_max_in_flight)
     sockets.register(server, lambda: app.extensions[EXTENSION])
 
     @app.before_serving
@@ -97,10 +98,16 @@ def create_app(settings: Settings, *, settle: bool = False) -> Quart:
 
 
 def create_asgi(app: Quart, *, trusted_proxy_hops: int = 0) -> Any:
-    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart. Behind
+    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart, Twilio's
+    webhooks past WEBHOOK_MAX_IN_FLIGHT shed first (`webhooks.ShedWebhooks`). Behind
     `trusted_proxy_hops` proxies, the client address comes from their X-Forwarded-For (the
     webhooks' signature checks never look at forwarded headers)."""
-    asgi = tracing.wrap_asgi(socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app))
+    asgi = tracing.wrap_asgi(
+        webhooks.ShedWebhooks(
+            socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app),
+            app.extensions[webhooks.SLOTS],
+        )
+    )
     if trusted_proxy_hops:
         return ProxyFixMiddleware(asgi, mode="legacy", trusted_hops=trusted_proxy_hops)
     return asgi
