@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "throttling sees each client's own address. 0: use the connection's address.",
     )
     webhook_max_in_flight: int = Field(
-        default=64,
+        default=32,
         ge=1,
         le=10_000,
         description="Twilio webhooks one web process handles at once; more get 503 with "
