@@ -112,7 +112,7 @@ class Container:
 def _embeddings(settings: Settings) -> LocalE5Embeddings | OpenAIEmbeddings:
     """In-process e5 by default; an embeddings API through the official client when asked."""
     if settings.embeddings_provider == "local":
-        return LocalE5Embeddings()
+        return LocalE5Embeddings(threads=settings.embeddings_threads)
     key = settings.embeddings_api_key or settings.openai_api_key
     if key is None:
         raise ConfigError("EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_API_KEY or OPENAI_API_KEY")
@@ -172,6 +172,12 @@ class _NoSecretKey:
         raise ConfigError("SECRET_KEY is not set")
 
 
+def redis_connections(settings: Settings) -> int:
+    """Redis connections one process may open: enough for every job of a worker to make a
+    command at once (rate limits, stop signals, model slots), never fewer than 50."""
+    return max(50, settings.worker_max_jobs + 20)
+
+
 async def open_database(settings: Settings, dsn: str) -> Database:
     """A pool on `dsn` with the sizes and timeouts `settings` give; raises `Unavailable`."""
     pool = await create_pool(
@@ -207,7 +213,11 @@ async def build(
         if verify_schema:
             async with pool.acquire(timeout=settings.database_acquire_timeout_seconds) as conn:
                 await verify_app_role(conn)
-        redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
+        redis = create_redis(
+            settings.require_redis_url(),
+            timeout=settings.redis_timeout_seconds,
+            max_connections=redis_connections(settings),
+        )
     except BaseException:
         await db.close()
         raise
@@ -265,6 +275,7 @@ async def build(
         reply_lease_seconds=settings.reply_lease_seconds,
         status_callback_url=settings.public_url + STATUS_CALLBACK_PATH,
         max_attempts=settings.job_max_tries,
+        lease_renewal_limit_seconds=settings.job_timeout_seconds,
         token_counter=TiktokenCounter(),
         prices=PriceTable(settings.openai_prices),
         breaker=RedisCircuitBreaker(

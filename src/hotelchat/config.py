@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         description="Proxies in front of HotelChat whose X-Forwarded-For to trust, so login "
         "throttling sees each client's own address. 0: use the connection's address.",
     )
+    webhook_max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Twilio webhooks one web process handles at once; more get 503 with "
+        "Retry-After at once instead of queueing behind them (load shedding). Twilio retries a "
+        "5xx only when the webhook URL asks it to (`#rp=5xx`, docs/kubernetes.md).",
+    )
     webhook_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Larger webhooks get 413."
     )
@@ -183,7 +191,7 @@ class Settings(BaseSettings):
         default=400, ge=16, le=4096, description="Longest reply the model may write, in tokens."
     )
     openai_max_concurrent_calls: int = Field(
-        default=20,
+        default=200,
         ge=1,
         le=10_000,
         description="Model calls in flight at once across all workers (shared through Redis).",
@@ -241,6 +249,13 @@ class Settings(BaseSettings):
     )
     embeddings_api_key: SecretStr | None = Field(
         default=None, description="Embeddings API key; OPENAI_API_KEY when unset."
+    )
+    embeddings_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="OpenMP threads of the in-process e5 embedding (`local`), per process. One "
+        "thread: a worker runs many jobs at once, and two threads spin on shared cores.",
     )
 
     # --- Twilio -----------------------------------------------------------------------------
@@ -313,7 +328,14 @@ class Settings(BaseSettings):
     )
 
     # --- Worker -----------------------------------------------------------------------------
-    worker_max_jobs: int = Field(default=10, ge=1, le=1000, description="Concurrent jobs.")
+    worker_max_jobs: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Concurrent jobs per worker process. A reply spends seconds waiting on the "
+        "model and holds a database connection only for its short transactions, so one process "
+        "runs many at once; 10 capped a worker at about 5 replies a second.",
+    )
     job_timeout_seconds: PositiveSeconds = Field(
         default=120.0, description="A job running longer is cancelled and retried."
     )
@@ -330,9 +352,13 @@ class Settings(BaseSettings):
         description="The sweeper (every 15 s) queues again replies and sends left without a job "
         "for this long (a crash, a Redis outage).",
     )
-    reply_lease_seconds: PositiveSeconds = Field(
-        default=90.0,
-        description="How long one job owns a reply or a send before another may take it over.",
+    reply_lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        le=600,
+        description="Lease of one job on a reply or a send, renewed every third of it while the "
+        "job runs (for at most JOB_TIMEOUT_SECONDS): a worker that dies mid-reply holds the "
+        "message up for this long at most. Also how soon arq re-runs a dead worker's job.",
     )
 
     # --- Operator ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from tests.browser.pages import XSS, log_in, screenshot
 from tests.conftest import Tenant, create_agent, run_jobs
 from tests.e2e.processes import wait_until
 from tests.helpers import STATUS_PATH, post_webhook
-from tests.live import TIMEOUT, Live
+from tests.live import TIMEOUT, Live, login_cookie, socket
 
 
 async def status_callback(
@@ -127,3 +127,20 @@ async def test_another_hotels_conversation_cannot_be_opened(
     await page.goto(f"{live.url}/dashboard?c={theirs.id}")
     await expect(page.locator("#error")).to_have_text("no such conversation")
     assert "secret" not in await page.content()
+
+
+async def test_the_dashboard_shows_who_is_online_from_batched_presence_events(
+    page: Page, live: Live, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    """Presence arrives batched (`{agents: [...]}`): another agent connecting and leaving shows
+    and then disappears on Ana's page."""
+    await create_agent(admin, "ana@a.test", [tenant.slug], name="Ana")
+    await create_agent(admin, "bo@a.test", [tenant.slug], name="Bo")
+    await log_in(page, live, "ana@a.test")
+    presence = page.locator("#presence")
+    await expect(presence).to_contain_text("Ana (online)")
+    bo_cookie = await login_cookie(live.url, "bo@a.test")
+    async with socket(live.url, "/agent", cookie=bo_cookie):
+        await expect(presence).to_contain_text("Bo (online)")
+    await expect(presence).not_to_contain_text("Bo")
+    await expect(presence).to_contain_text("Ana (online)")

@@ -336,7 +336,7 @@ def test_keda_scales_on_this_releases_queue_depth_by_default() -> None:
     query = trigger["metadata"]["query"]
     assert 'hotelchat_queue_depth{queue="arq:queue"' in query
     assert 'namespace="hotelchat"' in query and 'service="hotelchat-worker"' in query
-    assert trigger["metadata"]["threshold"] == "10"  # worker.maxJobs
+    assert trigger["metadata"]["threshold"] == "100"  # worker.maxJobs
     assert scaled["spec"]["minReplicaCount"] >= 1
 
 

@@ -4,6 +4,8 @@ MessageSid -> delivery ticks. And a worker killed mid-job, then restarted: exact
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 
@@ -125,3 +127,48 @@ async def test_a_worker_killed_after_twilio_took_the_message_does_not_send_it_tw
     reply = await reply_of(admin, sid)
     assert reply is not None and reply["provider_sid"] == sent.sid
     assert twilio_emulator.requests == 1, "the message was sent again"
+
+
+async def test_with_default_settings_a_worker_killed_mid_reply_is_taken_over_within_30_s(
+    spawn: Spawn,
+    process_env: dict[str, str],
+    tenant: Tenant,
+    admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator,
+    openai_emulator: OpenAIEmulator,
+) -> None:
+    """Default JOB_TIMEOUT_SECONDS (120) and REPLY_LEASE_SECONDS (15): without renewal the
+    dead worker's job would stay marked in progress for 130 s and its reply lease for 15 s from
+    the claim; with it both are gone within 15 s of the last renewal before the kill."""
+    base = process_env["PUBLIC_BASE_URL"]
+    openai_emulator.fail_next(openai_api.Fault(delay=25))  # a slow model: the kill lands mid-call
+    spawn("web", ["serve"], process_env)
+    first = spawn("worker", ["worker"], process_env)
+    await wait_ready(base)
+    sid = await post_webhook(base, tenant, "Is there parking?")
+    await wait_until(lambda: openai_emulator.requests, 30, "the model call")
+    claimed = await admin.fetchval(
+        "SELECT reply_claimed_until FROM messages WHERE provider_sid = $1", sid
+    )
+    renewed = None
+
+    async def lease_renewed() -> bool:
+        nonlocal renewed
+        renewed = await admin.fetchval(
+            "SELECT reply_claimed_until FROM messages WHERE provider_sid = $1", sid
+        )
+        return renewed is not None and claimed is not None and renewed > claimed
+
+    await wait_until(lease_renewed, 15, "the reply lease to be renewed")
+    first.kill()
+    killed = time.monotonic()
+    spawn("worker", ["worker"], process_env)
+    await wait_until(twilio_emulator.sent, 30, "the reply within 30 s of the kill")
+    taken_over = time.monotonic() - killed
+    (sent,) = twilio_emulator.sent()
+    assert sent.body == PARKING
+    assert twilio_emulator.requests == 1
+    reply = await reply_of(admin, sid)
+    assert reply is not None and reply["provider_sid"] == sent.sid
+    assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
+    print(f"answered {taken_over:.1f} s after the worker was killed")

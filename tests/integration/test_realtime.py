@@ -5,8 +5,11 @@ agent's takeover stopping it. Every client event is also fed malformed and cross
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -128,8 +131,8 @@ async def test_typing_and_presence_between_agents(
     watch = {"conversation_id": conversation.id}
     async with socket(live.url, "/agent", cookie=cookie) as (ana, ana_events):
         async with socket(live.url, "/agent", cookie=bo_cookie) as (bo, bo_events):
-            online = await ana_events.wait_for("presence", lambda p: p["name"] == "Bo")
-            assert online["status"] == "online"
+            online = await ana_events.wait_for("presence", lambda p: is_(p, "Bo"))
+            assert is_(online, "Bo", "online")
             # Bo learns at once who was already here.
             present = await bo_events.wait_for("presence_list")
             assert {(a["name"], a["status"]) for a in present["agents"]} == {
@@ -142,12 +145,63 @@ async def test_typing_and_presence_between_agents(
             typing = await ana_events.wait_for("typing")
             assert (typing["name"], typing["conversation_id"]) == ("Bo", conversation.id)
             assert await bo.call("presence", {"status": "away"}, namespace="/agent") == {"ok": True}
-            await ana_events.wait_for(
-                "presence", lambda p: p["name"] == "Bo" and p["status"] == "away"
+            await ana_events.wait_for("presence", lambda p: is_(p, "Bo", "away"))
+        await ana_events.wait_for("presence", lambda p: is_(p, "Bo", "offline"))
+
+
+def is_(presence: dict[str, Any], name: str, status: str | None = None) -> bool:
+    """Whether a `presence` event says `name` is now `status` (any status when None)."""
+    return any(
+        a["name"] == name and (status is None or a["status"] == status) for a in presence["agents"]
+    )
+
+
+async def test_an_agent_with_a_tab_left_stays_online(
+    live: Live, cookie: str, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    await create_agent(admin, "bo@a.test", [tenant.slug], name="Bo")
+    bo_cookie = await login_cookie(live.url, "bo@a.test")
+    async with socket(live.url, "/agent", cookie=cookie) as (_ana, ana_events):
+        async with socket(live.url, "/agent", cookie=bo_cookie):
+            async with socket(live.url, "/agent", cookie=bo_cookie):
+                await ana_events.wait_for("presence", lambda p: is_(p, "Bo", "online"))
+            # One of Bo's two tabs closed: the next word on Bo still says online.
+            seen = len(ana_events.events["presence"])
+            left = await ana_events.wait_for(
+                "presence",
+                lambda p: (
+                    is_(p, "Bo") and any(q is p for q in ana_events.events["presence"][seen:])
+                ),
             )
-        await ana_events.wait_for(
-            "presence", lambda p: p["name"] == "Bo" and p["status"] == "offline"
-        )
+            assert is_(left, "Bo", "online")
+        await ana_events.wait_for("presence", lambda p: is_(p, "Bo", "offline"))
+
+
+async def test_agents_connecting_together_cost_each_agent_a_few_presence_events(
+    live: Live, cookie: str, tenant: Tenant, admin: asyncpg.Connection
+) -> None:
+    """Presence is batched per hotel: 40 sockets connecting at once reach a watching agent as
+    at most one event per batching window, not one per connect (n² frames for the room)."""
+    from hotelchat.entrypoints.web.sockets import PRESENCE_WINDOW_SECONDS
+
+    await create_agent(admin, "bo@a.test", [tenant.slug], name="Bo")
+    bo_cookie = await login_cookie(live.url, "bo@a.test")
+    async with socket(live.url, "/agent", cookie=cookie) as (_ana, ana_events):
+        await ana_events.wait_for("presence", lambda p: is_(p, "Ana", "online"))
+        before = len(ana_events.events["presence"])
+        started = asyncio.get_running_loop().time()
+        async with contextlib.AsyncExitStack() as tabs:
+            await asyncio.gather(
+                *(tabs.enter_async_context(socket(live.url, "/agent", cookie=bo_cookie))
+                  for _ in range(40))
+            )  # fmt: skip
+            await ana_events.wait_for("presence", lambda p: is_(p, "Bo", "online"))
+            took = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(PRESENCE_WINDOW_SECONDS * 2)  # any batch still on its way
+            received = len(ana_events.events["presence"]) - before
+    assert 1 <= received <= math.ceil(took / PRESENCE_WINDOW_SECONDS) + 2, (received, took)
+    assert received < 40
+    print(f"40 connects in {took:.2f} s: {received} presence events to the watching agent")
 
 
 async def test_the_ai_reply_streams_to_the_guest_and_the_agent(

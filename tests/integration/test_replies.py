@@ -21,6 +21,7 @@ from hotelchat.emulators.twilio_api import TwilioEmulator
 from hotelchat.services import outbound, replies
 from hotelchat.services.ports import DraftReply, ReplyClaimed, ReplySkipped
 from tests.conftest import Tenant, run_jobs
+from tests.e2e.processes import wait_until
 from tests.helpers import GUEST, receive, reply_row
 
 Build = Callable[..., Awaitable[Container]]
@@ -225,6 +226,37 @@ async def test_a_job_that_died_while_asking_the_model_is_redone_once(
     await admin.execute("UPDATE messages SET reply_claimed_until = now() - interval '1 second'")
     assert await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id) == "sent"
     assert len(twilio_emulator.sent()) == 1
+
+
+async def test_a_slow_reply_renews_its_lease_so_no_second_job_answers(
+    build_container: Build, tenant: Tenant, admin: asyncpg.Connection,
+    twilio_emulator: TwilioEmulator, openai_emulator: OpenAIEmulator,
+) -> None:  # fmt: skip
+    lease = 3.0
+    container = await build_container(reply_lease_seconds=lease, openai_timeout_seconds=20.0)
+    # About 7 s of streaming: more than twice the lease the job took when it started.
+    openai_emulator.fail_next(openai_api.Fault(chunk_delay=0.8))
+    message_id = await receive(container, tenant, "Is there parking?")
+    first = asyncio.create_task(
+        replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
+    )
+    await wait_until(lambda: openai_emulator.requests, 10, "the model call")
+    await asyncio.sleep(lease * 1.5)  # the first lease has run out; only renewals keep it
+    assert await admin.fetchval(
+        "SELECT reply_claimed_until > now() FROM messages WHERE id = $1", message_id
+    )
+    with pytest.raises(TemporaryFailure):
+        await replies.reply_to_inbound(container.deps, tenant.hotel_id, message_id)
+    assert await first == "sent"
+    assert len(openai_emulator.requests) == 1
+    assert len(twilio_emulator.sent()) == 1
+    row = await admin.fetchrow(
+        "SELECT reply_state, reply_claimed_until FROM messages WHERE id = $1", message_id
+    )
+    assert row is not None and (row["reply_state"], row["reply_claimed_until"]) == (
+        "answered",
+        None,
+    )
 
 
 async def test_a_reply_stored_but_not_sent_is_sent_without_asking_the_model_again(

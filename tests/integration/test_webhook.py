@@ -3,8 +3,10 @@ bad input. Each refusal must store nothing and queue nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 import pytest
 from pydantic import SecretStr
@@ -16,6 +18,7 @@ from hotelchat.config import Settings
 from hotelchat.entrypoints.web.app import create_app
 from tests.conftest import CIPHER, Backing, Tenant
 from tests.helpers import GUEST, INBOUND_PATH, inbound, new_sid, signature, signed
+from tests.live import TIMEOUT, live_server
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -344,3 +347,38 @@ async def test_readiness_fails_when_redis_is_down(settings: Settings) -> None:
         ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert (await ready.get_json())["checks"] == {"postgres": "ok", "redis": "unavailable"}
+
+
+async def test_past_its_in_flight_limit_a_process_sheds_webhooks_with_503_and_loses_none(
+    settings: Settings, tenant: Tenant, admin: asyncpg.Connection, backing: Backing
+) -> None:
+    """80 signed webhooks at once against a real server allowed 2 at a time: the excess gets 503
+    with Retry-After (never a 500 or a timeout), every 200 is stored exactly once, nothing shed
+    is stored, and the shed ones, sent again as Twilio would, are then stored once each."""
+    limited = settings.model_copy(update={"webhook_max_in_flight": 2})
+    bodies = [inbound(tenant, f"Question {n}") for n in range(80)]
+    async with live_server(limited) as live, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+
+        async def post(params: dict[str, str]) -> tuple[int, str | None]:
+            async with http.post(
+                live.url + INBOUND_PATH, data=params, headers=signed(tenant, params)
+            ) as response:
+                await response.read()
+                return response.status, response.headers.get("Retry-After")
+
+        answers = await asyncio.gather(*(post(p) for p in bodies))
+        statuses = [status for status, _ in answers]
+        assert set(statuses) <= {200, 503}, statuses
+        assert 200 in statuses and 503 in statuses, statuses
+        print(f"80 at once, 2 allowed: {statuses.count(200)} accepted, {statuses.count(503)} shed")
+        assert all(retry == "5" for status, retry in answers if status == 503)
+        accepted = {p["MessageSid"] for p, (s, _) in zip(bodies, answers, strict=True) if s == 200}
+        stored = await admin.fetch("SELECT provider_sid, count(*) AS n FROM messages GROUP BY 1")
+        assert {r["provider_sid"]: r["n"] for r in stored} == dict.fromkeys(accepted, 1)
+        assert len(await queued_jobs(backing)) == len(accepted)
+        # Twilio's retries (with `#rp=5xx` on the webhook URL), one at a time: all accepted.
+        for params, (status, _) in zip(bodies, answers, strict=True):
+            if status == 503:
+                assert (await post(params))[0] == 200
+    rows = await admin.fetch("SELECT provider_sid, count(*) AS n FROM messages GROUP BY 1")
+    assert {r["provider_sid"]: r["n"] for r in rows} == {p["MessageSid"]: 1 for p in bodies}

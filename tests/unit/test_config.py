@@ -66,3 +66,29 @@ def test_an_attempt_never_waits_longer_than_the_whole_call() -> None:
     assert short.openai_attempt_timeout() == 5.0
     patient = Settings(openai_timeout_seconds=120.0, openai_read_timeout_seconds=60.0)
     assert patient.openai_attempt_timeout() == 60.0
+
+
+EMBED_IN_A_FRESH_PROCESS = """
+import asyncio, os, sys
+from hotelchat import bootstrap
+from hotelchat.config import Settings
+embeddings = bootstrap._embeddings(Settings(embeddings_threads=int(sys.argv[1])))
+asyncio.run(embeddings.query("Is there parking?"))
+print(os.environ.get("OMP_NUM_THREADS"), len(os.listdir("/proc/self/task")))
+"""
+
+
+def _embedding_threads(threads: int) -> tuple[str, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", EMBED_IN_A_FRESH_PROCESS, str(threads)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    omp, tasks = result.stdout.split()
+    return omp, int(tasks)
+
+
+def test_the_in_process_embedding_runs_on_the_threads_it_is_given() -> None:
+    assert Settings().embeddings_threads == 1
+    one, three = _embedding_threads(1), _embedding_threads(3)
+    assert one[0] == "1" and three[0] == "3"
+    assert three[1] == one[1] + 2  # OpenMP's extra threads beside the calling one

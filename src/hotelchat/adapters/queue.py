@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -78,4 +79,27 @@ class ArqJobQueue:
                     job, hotel_id, message_id, trace=context, _job_id=job_id
                 )
         except (RedisError, OSError, TimeoutError) as exc:
+            raise Unavailable("the job queue is unavailable") from exc
+
+
+class InProgressLease:
+    """Shortens and renews arq's in-progress key of one running job.
+
+    arq marks a started job with a key that lives for the job timeout + 10 s, and no other
+    worker starts the job while it exists: a worker killed with SIGKILL would hold its jobs that
+    long (130 s by default). Renewed to `lease_seconds` while the job runs instead, the key of a
+    dead worker's job expires within `lease_seconds` and another worker re-runs the job.
+    https://arq-docs.helpmanual.io/#job-uniqueness ; arq's `Worker.start_jobs`."""
+
+    def __init__(self, redis: ArqRedis, job_id: str, *, lease_seconds: float) -> None:
+        self._redis = redis
+        self._key = in_progress_key_prefix + job_id
+        self._lease_ms = max(1, int(lease_seconds * 1000))
+
+    async def renew(self) -> bool:
+        """Set the key to expire `lease_seconds` from now; False once it is gone (the job
+        finished). Raises `Unavailable` when Redis does not answer."""
+        try:
+            return bool(await self._redis.pexpire(self._key, self._lease_ms))
+        except (RedisError, OSError) as exc:
             raise Unavailable("the job queue is unavailable") from exc

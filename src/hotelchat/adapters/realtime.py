@@ -122,7 +122,7 @@ class SocketIOEvents:
                 async with asyncio.timeout(EMIT_TIMEOUT):
                     await self._emitter.emit(event, dict(payload), room=room, namespace=namespace)
         except Exception as exc:  # noqa: BLE001 - best effort by contract; clients resync
-            log.warning("realtime.emit_failed", event=event, error_class=type(exc).__name__)
+            log.warning("realtime.emit_failed", socket_event=event, error_class=type(exc).__name__)
             return
         metrics.SOCKET_EMITTED.labels(namespace, event).inc()
 

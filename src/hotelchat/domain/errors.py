@@ -72,6 +72,12 @@ class Unavailable(HotelChatError):
     code = "unavailable"
 
 
+class Overloaded(Unavailable):
+    """This process has as much work in flight as it may take; the caller may try again."""
+
+    code = "overloaded"
+
+
 class TemporaryFailure(HotelChatError):
     """Background work that should be retried after `defer_seconds`."""
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,15 +31,18 @@ from hotelchat.adapters.queue import (
     REDIS_ERRORS,
     REPLY_JOB,
     SEND_JOB,
+    InProgressLease,
     create_redis,
 )
 from hotelchat.config import Settings
 from hotelchat.domain.errors import TemporaryFailure, Unavailable
 from hotelchat.entrypoints.probes import ProbeServer
+from hotelchat.entrypoints.process import settle_heap
 from hotelchat.observability import metrics, tracing
 from hotelchat.services import (
     journeys,
     knowledge,
+    leases,
     maintenance,
     media,
     outbound,
@@ -146,7 +149,8 @@ async def _job(
     try:
         with tracing.span(f"job {name}", kind=SpanKind.CONSUMER, attributes=attributes,
                           parent=trace):  # fmt: skip
-            result = await _retrying(work)
+            async with _in_progress_kept(ctx):
+                result = await _retrying(work)
     except (Retry, asyncio.CancelledError):
         outcome = "retry"  # arq runs it again (a cancelled job is a timeout or a shutdown)
         raise
@@ -156,6 +160,31 @@ async def _job(
     finally:
         metrics.JOB_DURATION.labels(name).observe(time.time() - started)
         metrics.JOBS.labels(name, outcome).inc()
+
+
+@contextlib.asynccontextmanager
+async def _in_progress_kept(ctx: dict[str, Any]) -> AsyncIterator[None]:
+    """Hold arq's in-progress key of the running job for REPLY_LEASE_SECONDS at a time instead
+    of arq's job timeout + 10 s, so a job of a worker killed outright runs again elsewhere
+    within that time (`adapters.queue.InProgressLease`)."""
+    redis, job_id = ctx.get("redis"), ctx.get("job_id")
+    if not isinstance(redis, ArqRedis) or not isinstance(job_id, str):
+        yield  # called outside arq (tests)
+        return
+    settings: Settings = ctx["settings"]
+    lease = InProgressLease(redis, job_id, lease_seconds=settings.reply_lease_seconds)
+    try:
+        async with asyncio.timeout(settings.redis_timeout_seconds):
+            await lease.renew()
+    except (Unavailable, TimeoutError) as exc:
+        log.warning("lease.renewal_failed", lease="job", error_class=type(exc).__name__)
+    async with leases.kept_alive(
+        lease.renew,
+        every=leases.renew_every(settings.reply_lease_seconds),
+        for_at_most=settings.job_timeout_seconds,
+        what="job",
+    ):
+        yield
 
 
 def _container(ctx: dict[str, Any]) -> bootstrap.Container:
@@ -255,6 +284,8 @@ async def sample_queue(container: bootstrap.Container) -> None:
 
 async def _startup(ctx: dict[str, Any]) -> None:
     ctx["container"] = await bootstrap.build(ctx["settings"], require_keys=True)
+    if ctx.get("settle_heap"):
+        settle_heap()
     log.info("worker.started")
 
 
@@ -272,9 +303,11 @@ def create_worker(
     burst: bool = False,
     liveness: Liveness | None = None,
     stopping: asyncio.Event | None = None,
+    settle: bool = False,
 ) -> HotelChatWorker:
     """An arq `Worker` for HotelChat's jobs on `redis`, beating `liveness`. With `burst`, it
-    stops once the queue is empty (tests)."""
+    stops once the queue is empty (tests). With `settle` (the `worker` command), the heap is
+    settled once the container is open (`entrypoints.process.settle_heap`)."""
     tries = settings.job_max_tries
     return HotelChatWorker(
         functions=[
@@ -291,7 +324,7 @@ def create_worker(
         redis_pool=redis,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings},
+        ctx={"settings": settings, "settle_heap": settle},
         max_jobs=settings.worker_max_jobs,
         job_timeout=settings.job_timeout_seconds,
         keep_result=0,
@@ -332,8 +365,12 @@ async def _run_worker_loop(settings: Settings, liveness: Liveness) -> None:
     backoff = REDIS_RESTART_BACKOFF_SECONDS[0]
     stopping = asyncio.Event()
     while True:
-        redis = create_redis(settings.require_redis_url(), timeout=settings.redis_timeout_seconds)
-        worker = create_worker(settings, redis, liveness=liveness, stopping=stopping)
+        redis = create_redis(
+            settings.require_redis_url(),
+            timeout=settings.redis_timeout_seconds,
+            max_connections=bootstrap.redis_connections(settings),
+        )
+        worker = create_worker(settings, redis, liveness=liveness, stopping=stopping, settle=True)
         started = time.monotonic()
         try:
             await worker.async_run()

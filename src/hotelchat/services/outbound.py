@@ -1,6 +1,7 @@
 """Hand one stored outbound message to the guest's channel, exactly once.
 
-The job takes a lease on the message in PostgreSQL, sends, and records the provider's MessageSid.
+The job takes a lease on the message in PostgreSQL (renewed while the send is under way, see
+`services.leases`), sends, and records the provider's MessageSid.
 If an earlier attempt may have reached Twilio without us learning the outcome (the worker died,
 or the request timed out), the message is looked up at Twilio before anything is sent again.
 Retries are bounded by `Deps.max_attempts`; a message that cannot be sent ends `failed` and its
@@ -31,7 +32,7 @@ from hotelchat.domain.errors import SendError, TemporaryFailure
 from hotelchat.domain.model import MAX_OUTBOUND_CHARS, Channel, DeliveryStatus
 from hotelchat.domain.splitting import split_message
 from hotelchat.observability import metrics
-from hotelchat.services import media, notify, templates
+from hotelchat.services import leases, media, notify, templates
 from hotelchat.services.ports import AlreadySent, Busy, Deps, Gone, MessageParts, SendPlan
 
 log = structlog.get_logger(__name__)
@@ -87,8 +88,15 @@ async def send_outbound(deps: Deps, hotel_id: int, message_id: int) -> str:
         return "failed: no route"
     # If PostgreSQL fails around the send (`Unavailable` propagates), the lease and
     # `send_attempted_at` make the retry look the message up at Twilio before sending it again.
+    lease = deps.reply_lease_seconds
     try:
-        return await _send_whatsapp(deps, hotel_id, plan)
+        async with leases.kept_alive(
+            lambda: deps.store.renew_send_lease(hotel_id, message_id, lease_seconds=lease),
+            every=leases.renew_every(lease),
+            for_at_most=deps.lease_renewal_limit_seconds,
+            what="send",
+        ):
+            return await _send_whatsapp(deps, hotel_id, plan)
     except SendError as exc:
         if exc.retryable:
             await deps.store.release_send(hotel_id, message_id, maybe_sent=exc.maybe_sent)

@@ -460,6 +460,10 @@ class Store(Protocol):
 
     async def release_reply(self, hotel_id: int, message_id: int) -> None: ...
 
+    async def renew_reply_lease(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float
+    ) -> bool: ...
+
     async def claim_send(
         self, hotel_id: int, message_id: int, *, lease_seconds: float, max_attempts: int
     ) -> SendClaim: ...
@@ -473,6 +477,10 @@ class Store(Protocol):
     async def record_delivered(self, hotel_id: int, message_id: int) -> None: ...
 
     async def release_send(self, hotel_id: int, message_id: int, *, maybe_sent: bool) -> None: ...
+
+    async def renew_send_lease(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float
+    ) -> bool: ...
 
     async def apply_delivery_status(
         self,
@@ -1366,6 +1374,8 @@ class Deps:
     answer_cache: AnswerCache | None = None
     model_slot_wait_seconds: float = 20.0
     max_attempts: int = 5
+    # Leases are renewed while their job runs for at most this long (the job timeout).
+    lease_renewal_limit_seconds: float = 120.0
     history_turns: int = 12
     passages_per_prompt: int = 4
     media: MediaStore | None = None

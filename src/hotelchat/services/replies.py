@@ -15,7 +15,8 @@ Before the model is asked: the hotel's monthly budget (spent: holding message, h
 response cache (the same first question, same knowledge, same language: the earlier answer), the
 shared circuit breaker (open: outage mode, holding message, handoff) and a shared concurrency slot
 (none free in time: the job is retried). No lock is held while the model answers; the lease on
-the inbound message is a timestamp in PostgreSQL.
+the inbound message is a timestamp in PostgreSQL, short (REPLY_LEASE_SECONDS) and renewed while
+the reply is produced, so a worker that dies mid-reply holds it up for one lease length at most.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from hotelchat.domain.media import MediaState, describe_media, is_image
 from hotelchat.domain.model import MAX_REPLY_BODY_CHARS, Author, Passage, Responder
 from hotelchat.domain.pricing import PriceTable
 from hotelchat.observability import metrics
-from hotelchat.services import assistant_tools, consent, knowledge, media, notify, outbound
+from hotelchat.services import assistant_tools, consent, knowledge, leases, media, notify, outbound
 from hotelchat.services.ports import (
     Busy,
     CachedAnswer,
@@ -129,8 +130,9 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
             pass
 
     try:
-        draft = await draft_reply(deps, hotel_id, context, message_id)
-        stored = await deps.store.store_reply(hotel_id, message_id, draft)
+        async with _reply_lease_kept(deps, hotel_id, message_id):
+            draft = await draft_reply(deps, hotel_id, context, message_id)
+            stored = await deps.store.store_reply(hotel_id, message_id, draft)
     except ReplyStopped:
         await notify.ai_event(
             deps, "ai_aborted", context.conversation_id, message_id, channel=context.channel
@@ -175,6 +177,20 @@ async def reply_to_inbound(deps: Deps, hotel_id: int, message_id: int) -> str:
     if draft.handoff_kind is not None:
         await _handed_off(deps, hotel_id, context.hotel.slug, draft.handoff_kind)
     return await outbound.send_outbound(deps, hotel_id, reply_id)
+
+
+def _reply_lease_kept(
+    deps: Deps, hotel_id: int, message_id: int
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Renew the reply lease while the reply is produced: a short lease that a dead worker
+    loses within `reply_lease_seconds`, a live one keeps (`services.leases`)."""
+    lease = deps.reply_lease_seconds
+    return leases.kept_alive(
+        lambda: deps.store.renew_reply_lease(hotel_id, message_id, lease_seconds=lease),
+        every=leases.renew_every(lease),
+        for_at_most=deps.lease_renewal_limit_seconds,
+        what="reply",
+    )
 
 
 async def _handed_off(deps: Deps, hotel_id: int, slug: str | None, kind: str) -> None:

@@ -612,6 +612,24 @@ class PostgresStore:
 
         await self.db.tenant(hotel_id, work, idempotent=True)
 
+    async def renew_reply_lease(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float
+    ) -> bool:
+        """Extend a held reply lease to `lease_seconds` from now. False when there is none to
+        extend (answered, skipped or released meanwhile): a renewal never takes a lease."""
+
+        async def work(conn: Connection) -> bool:
+            status = await conn.execute(
+                """UPDATE messages SET reply_claimed_until = now() + make_interval(secs => $2)
+                   WHERE id = $1 AND reply_state = 'pending'
+                     AND reply_claimed_until IS NOT NULL""",
+                message_id,
+                lease_seconds,
+            )
+            return bool(status == "UPDATE 1")
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
+
     # --- sending --------------------------------------------------------------------------------
 
     async def claim_send(
@@ -742,6 +760,23 @@ class PostgresStore:
             )
 
         await self.db.tenant(hotel_id, work, idempotent=True)
+
+    async def renew_send_lease(
+        self, hotel_id: int, message_id: int, *, lease_seconds: float
+    ) -> bool:
+        """Extend a held send lease to `lease_seconds` from now. False when there is none to
+        extend (sent, failed or released meanwhile)."""
+
+        async def work(conn: Connection) -> bool:
+            status = await conn.execute(
+                """UPDATE messages SET send_claimed_until = now() + make_interval(secs => $2)
+                   WHERE id = $1 AND status = 'sending' AND send_claimed_until IS NOT NULL""",
+                message_id,
+                lease_seconds,
+            )
+            return bool(status == "UPDATE 1")
+
+        return await self.db.tenant(hotel_id, work, idempotent=True)
 
     async def apply_delivery_status(
         self,

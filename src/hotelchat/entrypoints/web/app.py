@@ -14,6 +14,7 @@ from hotelchat import bootstrap
 from hotelchat.adapters.realtime import close_server, create_server, start_server
 from hotelchat.config import Settings
 from hotelchat.domain.media import MAX_MEDIA_BYTES
+from hotelchat.entrypoints.process import settle_heap
 from hotelchat.entrypoints.web import assistant as assistant_api
 from hotelchat.entrypoints.web import (
     dashboard,
@@ -54,9 +55,11 @@ class HotelChatRequest(Request):
             self.max_content_length = kwargs["max_content_length"]
 
 
-def create_app(settings: Settings) -> Quart:
+def create_app(settings: Settings, *, settle: bool = False) -> Quart:
     """A Quart app that opens its `Container` before serving and closes it after. Its Socket.IO
-    server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it."""
+    server is `app.extensions["socketio"]`; serve `create_asgi(app)` to include it. With
+    `settle` (the served process, not tests), the heap is settled once the container is open
+    (`entrypoints.process.settle_heap`)."""
     app = Quart(__name__)
     app.request_class = HotelChatRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> Quart:
         redis_url=settings.require_redis_url(), allowed_origins=[settings.public_url]
     )
     app.extensions[SOCKETIO] = server
+    app.extensions[webhooks.SLOTS] = webhooks.InFlightLimit(settings.webhook_max_in_flight)
     sockets.register(server, lambda: app.extensions[EXTENSION])
 
     @app.before_serving
@@ -80,6 +84,8 @@ def create_app(settings: Settings) -> Quart:
             settings, emitter=server, require_keys=True
         )
         await start_server(server)
+        if settle:
+            settle_heap()
 
     @app.after_serving
     async def close_container() -> None:
@@ -109,10 +115,16 @@ def create_app(settings: Settings) -> Quart:
 
 
 def create_asgi(app: Quart, *, trusted_proxy_hops: int = 0) -> Any:
-    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart. Behind
+    """Socket.IO at /socket.io/, everything else (and the lifespan events) to Quart, Twilio's
+    webhooks past WEBHOOK_MAX_IN_FLIGHT shed first (`webhooks.ShedWebhooks`). Behind
     `trusted_proxy_hops` proxies, the client address comes from their X-Forwarded-For (the
     webhooks' signature checks never look at forwarded headers)."""
-    asgi = tracing.wrap_asgi(socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app))
+    asgi = tracing.wrap_asgi(
+        webhooks.ShedWebhooks(
+            socketio.ASGIApp(app.extensions[SOCKETIO], other_asgi_app=app),
+            app.extensions[webhooks.SLOTS],
+        )
+    )
     if trusted_proxy_hops:
         return ProxyFixMiddleware(asgi, mode="legacy", trusted_hops=trusted_proxy_hops)
     return asgi

@@ -13,4 +13,4 @@ from hotelchat.observability import tracing
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
 tracing.configure("hotelchat-web")
-app = create_asgi(create_app(settings), trusted_proxy_hops=settings.trusted_proxy_hops)
+app = create_asgi(create_app(settings, settle=True), trusted_proxy_hops=settings.trusted_proxy_hops)

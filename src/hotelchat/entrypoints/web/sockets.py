@@ -9,16 +9,22 @@ Client events are validated (type, size, fields) and answered through the ack: `
 `{"error": <code>}`. A client that misses events (a dropped connection, a Redis restart) catches
 up by fetching messages after its last-seen id; the events only say that something changed.
 
-Presence: each agent socket is online or away (the page reports when its tab is hidden);
-`presence` events to the hotel's room carry the agent's id, name and status.
+Presence: each agent socket is online or away (the page reports when its tab is hidden). A
+change is not broadcast at once: each web process gathers the hotel's changes for
+`PRESENCE_WINDOW_SECONDS` and then sends the hotel's room one `presence` event,
+`{agents: [{agent_id, name, status}]}`, with the agents that changed as the registry now has them
+(an agent is online while any of their tabs is). So n agents connecting together cost a few
+events to each of them rather than one per connect (n² frames for the room). A connecting socket
+gets the whole list at once (`presence_list`); keep-alives that change nothing send nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -53,6 +59,67 @@ TYPING_EVERY = 1.0  # seconds: typing events from one socket are forwarded at mo
 
 Handler = Callable[..., Awaitable[dict[str, Any]]]
 
+# Presence changes of one hotel are sent together, at most once per window (seconds) per process.
+PRESENCE_WINDOW_SECONDS = 0.5
+# Agents whose change may wait in one process; past this, the waiting changes are sent at once.
+PRESENCE_MAX_PENDING = 10_000
+
+
+class PresenceBatch:
+    """Gathers presence changes per hotel and sends each hotel's after `window` seconds, in one
+    call of `send(hotel_id, {agent_id: name})`. At most `max_pending` agents wait across all
+    hotels; a change past that sends its hotel's at once. Sends run as tasks of their own; a
+    failing send is logged (the next change, or a reconnect's `presence_list`, corrects it)."""
+
+    def __init__(
+        self,
+        send: Callable[[int, dict[int, str]], Awaitable[None]],
+        *,
+        window: float = PRESENCE_WINDOW_SECONDS,
+        max_pending: int = PRESENCE_MAX_PENDING,
+    ) -> None:
+        self._send = send
+        self._window = window
+        self._max_pending = max_pending
+        self._pending: dict[int, dict[int, str]] = {}
+        self._count = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled: set[int] = set()
+
+    def changed(self, hotel_id: int, agent_id: int, name: str) -> None:
+        """Note that `agent_id`'s presence in `hotel_id` changed."""
+        agents = self._pending.setdefault(hotel_id, {})
+        if agent_id not in agents:
+            self._count += 1
+        agents[agent_id] = name
+        if self._count > self._max_pending:
+            self._start(self._flush(hotel_id))
+        elif hotel_id not in self._scheduled:
+            self._scheduled.add(hotel_id)
+            self._start(self._flush_later(hotel_id))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_later(self, hotel_id: int) -> None:
+        try:
+            await asyncio.sleep(self._window)
+        finally:
+            self._scheduled.discard(hotel_id)
+        await self._flush(hotel_id)
+
+    async def _flush(self, hotel_id: int) -> None:
+        agents = self._pending.pop(hotel_id, None)
+        if not agents:
+            return
+        self._count -= len(agents)
+        try:
+            await self._send(hotel_id, agents)
+        except Exception as exc:  # noqa: BLE001 - best effort, as every emit is
+            log.warning("presence.send_failed", hotel_id=hotel_id, error_class=type(exc).__name__)
+
 
 def answering(handler: Handler) -> Handler:
     """Every client event gets an answer through its ack: a known failure as its code, anything
@@ -66,7 +133,7 @@ def answering(handler: Handler) -> Handler:
             return {"error": exc.code}
         except Exception as exc:  # the ack must always be answered
             log.exception(
-                "socket.event_failed", event=handler.__name__, error_class=type(exc).__name__
+                "socket.event_failed", socket_event=handler.__name__, error_class=type(exc).__name__
             )
             return {"error": "internal"}
 
@@ -100,6 +167,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, container: Callable[[], Container]) -> None:
         super().__init__(AGENT_NAMESPACE)
         self._container = container
+        self.presence = PresenceBatch(self._send_presence)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth_data: Any = None) -> None:
         metrics.SOCKET_RECEIVED.labels(AGENT_NAMESPACE, "connect").inc()
@@ -118,7 +186,7 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "watching": None,
                 "channel": None,
                 "typed_at": 0.0,
-                "status": "online",
+                "status": "connecting",
             },
         )
         await self.enter_room(sid, hotel_room(session.hotel_id))
@@ -208,7 +276,10 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return RedisPresence(container.redis, timeout=container.settings.redis_timeout_seconds)
 
     async def _presence(self, sid: str, status: str) -> None:
+        """Record the socket's status; a change is announced with the hotel's next batch, a
+        keep-alive (the same status again) only refreshes the registry."""
         state = await self.get_session(sid)
+        changed = state["status"] != status or status == "offline"
         state["status"] = status
         await self.save_session(sid, state)
         registry = self._registry()
@@ -216,11 +287,22 @@ class AgentNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await registry.remove(state["hotel_id"], sid)
         else:
             await registry.set(state["hotel_id"], sid, state["agent_id"], state["name"], status)
-        await self.emit(
-            "presence",
-            {"agent_id": state["agent_id"], "name": state["name"], "status": status},
-            room=hotel_room(state["hotel_id"]),
-        )
+        if changed:
+            self.presence.changed(state["hotel_id"], state["agent_id"], state["name"])
+
+    async def _send_presence(self, hotel_id: int, agents: dict[int, str]) -> None:
+        """One `presence` event to the hotel's room: each changed agent as the registry has
+        them now (offline when none of their sockets is left)."""
+        try:
+            registry = self._registry()
+        except KeyError:
+            return  # the process is shutting down (its container is closed): nobody to tell
+        present = {a["agent_id"]: a for a in await registry.agents(hotel_id)}
+        changes = [
+            present.get(agent_id, {"agent_id": agent_id, "name": name, "status": "offline"})
+            for agent_id, name in sorted(agents.items())
+        ]
+        await self.emit("presence", {"agents": changes}, room=hotel_room(hotel_id))
 
 
 class GuestNamespace(socketio.AsyncNamespace):  # type: ignore[misc]

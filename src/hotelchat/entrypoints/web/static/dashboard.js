@@ -636,9 +636,12 @@
     for (const agent of event.agents) presence.set(agent.agent_id, agent);
     renderPresence();
   });
+  // Changes come batched per hotel: the agents that changed, as they are now.
   socket.on("presence", (event) => {
-    if (event.status === "offline") presence.delete(event.agent_id);
-    else presence.set(event.agent_id, event);
+    for (const agent of event.agents) {
+      if (agent.status === "offline") presence.delete(agent.agent_id);
+      else presence.set(agent.agent_id, agent);
+    }
     renderPresence();
   });
   setInterval(() => {
