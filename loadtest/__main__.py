@@ -12,6 +12,7 @@ from loadtest.harness import log
 SCENARIOS = {
     "s3": "loadtest.s3_webhook",
     "s6": "loadtest.s6_end_to_end",
+    "s4": "loadtest.s4_job_pickup",
 }
 
 
