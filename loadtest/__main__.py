@@ -13,6 +13,7 @@ SCENARIOS = {
     "s3": "loadtest.s3_webhook",
     "s6": "loadtest.s6_end_to_end",
     "s4": "loadtest.s4_job_pickup",
+    "s5": "loadtest.s5_stream_relay",
 }
 
 

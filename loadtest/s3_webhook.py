@@ -65,15 +65,16 @@ async def sweep(base: str, rates: list[float], seconds: float) -> dict[str, list
                     f"{fmt(step['p99_ms'])} ms, {step['throughput']:.0f}/s served, "
                     f"{step['errors']} errors {step['outcomes']}"
                 )
-                await asyncio.sleep(1.0)  # let the queue of the step before drain
+                await asyncio.sleep(3.0)  # let the backlog of the step before drain
     return series
 
 
 def table(series: dict[str, list[dict[str, Any]]]) -> str:
     base = {s["offered"]: s for s in series["GET /healthz (baseline)"]}
     lines = [
-        "| offered req/s | request | p50 ms | p99 ms | served/s | errors | p99 ÷ baseline p99 |",
-        "|---|---|---|---|---|---|---|",
+        "| offered req/s | request | p50 ms | p99 ms | served/s | errors | p99 ÷ baseline p99 "
+        "| outcomes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for step in series["webhook"]:
         b = base[step["offered"]]
@@ -81,7 +82,9 @@ def table(series: dict[str, list[dict[str, Any]]]) -> str:
             ratio = s["p99_ms"] / b["p99_ms"] if b["p99_ms"] > 0 else float("nan")
             lines.append(
                 f"| {s['offered']:g} | {label} | {fmt(s['p50_ms'])} | {fmt(s['p99_ms'])} | "
-                f"{s['throughput']:.0f} | {s['errors']} | {fmt(ratio, 2)} |"
+                f"{s['throughput']:.0f} | {s['errors']} | {fmt(ratio, 2)} | "
+                + ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items()))
+                + " |"
             )
     return "\n".join(lines)
 
