@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+import sys
 import time
 
 from loadtest.harness import log
@@ -14,6 +16,8 @@ SCENARIOS = {
     "s6": "loadtest.s6_end_to_end",
     "s4": "loadtest.s4_job_pickup",
     "s5": "loadtest.s5_stream_relay",
+    "tiers": "loadtest.tiers",
+    "faults": "loadtest.faults",
 }
 
 
@@ -22,6 +26,8 @@ def main() -> None:
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--quick", action="store_true", help="a smoke run of each (< 60 s)")
     args, rest = parser.parse_known_args()
+    # SIGTERM unwinds like Ctrl-C, so every started process and embedded server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     if rest and len(names) > 1:
         parser.error(f"options {rest} are for one scenario, not all")

@@ -394,6 +394,12 @@ class Stack:
                 proc.stop()
 
 
+def question(i: int) -> str:
+    """A guest's question, different every time: the product's response cache answers a
+    repeated first question without the model, and these benchmarks measure the model path."""
+    return f"Is there parking? (booking {secrets.token_hex(4)}, {i})"
+
+
 def new_guest() -> str:
     """A fresh E.164 guest number (one per inbound message, so replies map to messages)."""
     return f"+1555{secrets.randbelow(10**8):08d}"

@@ -43,7 +43,7 @@ async def sweep(base: str, rates: list[float], seconds: float) -> dict[str, list
                 to_number=NUMBER,
                 from_number=harness.new_guest(),
                 profile_name="Bench Guest",
-                body=f"Is there parking? ({i})",
+                body=harness.question(i),
             )
             headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, url, form)}
             async with http.post(url, data=form, headers=headers) as response:

@@ -67,7 +67,7 @@ async def sweep(
                 turns: list[Turn] = []
 
                 async def chat(i: int, turns: list[Turn] = turns) -> str:
-                    turn = await next(pool).say(f"Is there parking? ({i})", REPLY_TIMEOUT)
+                    turn = await next(pool).say(harness.question(i), REPLY_TIMEOUT)
                     turns.append(turn)
                     return turn.error or "ok"
 

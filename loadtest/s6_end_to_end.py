@@ -99,7 +99,7 @@ async def step(
                 to_number=NUMBER,
                 from_number=guest,
                 profile_name="Bench Guest",
-                body=f"Is there parking? ({i})",
+                body=harness.question(i),
             )
             headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, url, form)}
             async with http.post(url, data=form, headers=headers) as response:
@@ -140,6 +140,14 @@ async def step(
         "throughput": check.answered / max(seconds, last_reply(sends, accepted) - started),
         "errors": ack["errors"] + len(check.missing),
         "reply_latencies_ms": latencies,
+        "answered_any": sum(1 for g in due_wall if g in sends.by_guest),
+        "due_latency": [
+            (
+                due_wall[g] - started,
+                (sends.by_guest[g][0] - due_wall[g]) * 1000 if g in sends.by_guest else None,
+            )
+            for g in accepted
+        ],
     }
 
 
