@@ -309,7 +309,7 @@ def run(
     docs: Any = harness.DOCS,
 ) -> dict[str, Any]:
     workers = workers or ([1] if quick else [1, 2])
-    rates = rates or ([4.0] if quick else [5.0, 10.0, 20.0, 40.0, 80.0, 120.0])
+    rates = rates or ([4.0] if quick else [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0])
     seconds, drain = (4.0, 8.0) if quick else (10.0, 15.0)
     env = env or {}
     start = harness.machine()

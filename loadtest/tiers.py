@@ -108,7 +108,7 @@ def run(
     docs: Any = harness.DOCS,
 ) -> dict[str, Any]:
     tiers = tiers or ([10] if quick else [10, 100, 500, 1000])
-    seconds = seconds or (15.0 if quick else 60.0)
+    seconds = seconds or (10.0 if quick else 60.0)
     start = harness.machine()
     stack = harness.Stack(time_to_first_token=0.5, tokens_per_second=50.0)
     results = []
