@@ -30,6 +30,7 @@ NAME = "s4_job_pickup"
 ARQ_QUEUE = "bench:s4:arq"
 RAW_QUEUE = "bench:s4:raw"
 DONE = "bench:s4:done:"
+READY = "bench:s4:ready:"
 MAX_JOBS = Settings.model_fields["worker_max_jobs"].default
 POLL_DELAY = 0.1  # hotelchat.entrypoints.worker.create_worker's
 
@@ -42,7 +43,12 @@ async def noop(ctx: dict[str, Any], kind: str, sequence: int) -> None:
 def consume(kind: str, url: str) -> None:
     """Run one consumer (`arq` or `blpop`) until killed."""
     if kind == "arq":
+
+        async def ready(ctx: dict[str, Any]) -> None:
+            await ctx["redis"].set(READY + "arq", "1")
+
         worker = Worker(
+            on_startup=ready,
             functions=[func(noop, name="noop", keep_result=0)],
             redis_settings=RedisSettings.from_dsn(url),
             queue_name=ARQ_QUEUE,
@@ -56,12 +62,27 @@ def consume(kind: str, url: str) -> None:
 
     async def loop() -> None:
         client = aioredis.Redis.from_url(url)
+        await client.set(READY + "blpop", "1")
         while True:
             item = await client.blpop([RAW_QUEUE], timeout=1)
             if item is not None:
                 await client.rpush(DONE + "blpop", json.dumps([json.loads(item[1]), time.time()]))
 
     asyncio.run(loop())
+
+
+async def consumers_ready(url: str, timeout: float = 60.0) -> None:
+    """Wait until both consumers said they are ready; raise RuntimeError after `timeout` s."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        for _ in range(int(timeout / 0.2)):
+            if await client.exists(READY + "arq", READY + "blpop") == 2:
+                await asyncio.sleep(0.5)  # arq's first poll
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the S4 consumers did not start")
+    finally:
+        await client.aclose()
 
 
 async def sweep(url: str, rates: list[float], seconds: float) -> dict[str, list[dict[str, Any]]]:
@@ -146,7 +167,7 @@ def run(quick: bool, *, docs: Any = harness.DOCS) -> dict[str, Any]:
                  "--redis", stack.redis.url],
                 stack.env(),
             )  # fmt: skip
-        time.sleep(2)
+        asyncio.run(consumers_ready(stack.redis.url))
         series = asyncio.run(sweep(stack.redis.url, rates, seconds))
     finally:
         stack.close()
