@@ -225,11 +225,15 @@ def sweep(
             if all(broke.values()):
                 break
             if not broke["baseline"]:
+                cpu0 = baseline.cpu_seconds()
                 result = asyncio.run(
                     step(baseline_url + "/webhooks/twilio/whatsapp", rate, seconds, drain, sends,
                          "baseline")
                 )  # fmt: skip
-                result["cpu_per_reply_ms"] = float("nan")
+                cpu = baseline.cpu_seconds() - cpu0
+                result["cpu_per_reply_ms"] = (
+                    cpu / result["answered"] * 1000 if result["answered"] else float("nan")
+                )
                 baseline_steps.append(result)
                 report_step("baseline", result)
                 broke["baseline"] = is_broken(result)
