@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -31,7 +31,7 @@ REPLY_TIMEOUT = 30.0
 
 
 async def sweep(
-    base: str, openai_url: str, rates: list[float], seconds: float, guests_count: int
+    base: str, openai_url: str, rates: list[float], seconds: float
 ) -> dict[str, list[dict[str, Any]]]:
     series: dict[str, list[dict[str, Any]]] = {
         "model's own (baseline)": [],
@@ -42,12 +42,16 @@ async def sweep(
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
         openai.AsyncOpenAI(api_key=OPENAI_KEY, base_url=openai_url + "/v1", timeout=30) as model,
     ):
-        guests = [Guest(base, http) for _ in range(guests_count)]
-        await asyncio.gather(*(g.connect() for g in guests))
-        log(f"{len(guests)} web-chat guests connected")
-        pool = itertools.cycle(guests)
+        guests: list[Guest] = []
         try:
             for rate in rates:
+                # One message per guest, each a new guest: a guest with two replies in flight
+                # could not tell whose `ai_delta` is whose, and a first question is the common one.
+                fresh = [Guest(base, http) for _ in range(max(1, int(rate * seconds)))]
+                await asyncio.gather(*(g.connect() for g in fresh))
+                guests.extend(fresh)
+                pool = iter(fresh)
+                log(f"{len(fresh)} web-chat guests connected")
                 own: list[Sample] = []
 
                 async def direct(_i: int, own: list[Sample] = own) -> str:
@@ -66,7 +70,9 @@ async def sweep(
 
                 turns: list[Turn] = []
 
-                async def chat(i: int, turns: list[Turn] = turns) -> str:
+                async def chat(
+                    i: int, turns: list[Turn] = turns, pool: Iterator[Guest] = pool
+                ) -> str:
                     turn = await next(pool).say(harness.question(i), REPLY_TIMEOUT)
                     turns.append(turn)
                     return turn.error or "ok"
@@ -131,7 +137,7 @@ def run(quick: bool, *, docs: Any = harness.DOCS) -> dict[str, Any]:
         stack.serve(**env)
         for _ in range(2):
             stack.worker(free_port(), **env)
-        series = asyncio.run(sweep(stack.web_url, stack.openai_url, rates, seconds, 20))
+        series = asyncio.run(sweep(stack.web_url, stack.openai_url, rates, seconds))
     finally:
         stack.close()
     data = {
@@ -148,9 +154,10 @@ def run(quick: bool, *, docs: Any = harness.DOCS) -> dict[str, Any]:
     )
     body = (
         f"Model emulator: time to first token {TTFT} s, 50 tokens/s. One web process, two "
-        "workers, defaults (TRUSTED_PROXY_HOPS=1 so each of the 20 web-chat guests has its own "
-        f"address); {seconds:g} s per step, guests' messages and direct model calls open loop "
-        "at the same rate. 'web chat' = message POSTed -> first `ai_delta` on the guest's "
+        "workers, defaults (TRUSTED_PROXY_HOPS=1 so each web-chat guest has its own address; "
+        f"one message per guest); {seconds:g} s per step, guests' messages and direct model "
+        "calls open loop at the same rate. 'web chat' = message POSTed -> first `ai_delta` "
+        "on the guest's "
         "socket; 'whole reply' = -> the stored reply's `message` event; the baseline is a "
         "streamed call straight to the emulator (first content chunk).\n\n"
         + table(series)
