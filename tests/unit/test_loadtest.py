@@ -82,3 +82,14 @@ def test_the_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert harness.percentile(values, 50) == 51.0
     assert harness.percentile(values, 99) == 100.0
+
+
+def test_the_openai_emulator_command_refuses_a_model_time_that_cannot_be() -> None:
+    from click.testing import CliRunner
+
+    from hotelchat.entrypoints.cli import main
+
+    for option, value in (("--tokens-per-second", "0"), ("--time-to-first-token", "-1")):
+        result = CliRunner().invoke(main, ["emulator", "openai", option, value])
+        assert result.exit_code == 2, result.output
+        assert option in result.output
