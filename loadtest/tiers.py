@@ -39,6 +39,7 @@ CLAIMED = {10: 90, 100: 80, 500: 70, 1000: 60}  # seed 003's success rates, perc
 async def tier(base: str, guests_count: int, seconds: float) -> dict[str, Any]:
     turns: list[Turn] = []
     connect_failures = 0
+    connect_errors: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
@@ -51,8 +52,9 @@ async def tier(base: str, guests_count: int, seconds: float) -> dict[str, Any]:
             g = Guest(base, http)
             try:
                 await g.connect()
-            except Exception:  # any failure to connect is the guest's failure; count it
+            except Exception as exc:  # any failure to connect is the guest's failure; count it
                 connect_failures += 1
+                connect_errors[type(exc).__name__] = connect_errors.get(type(exc).__name__, 0) + 1
                 return
             try:
                 n = 0
@@ -72,8 +74,8 @@ async def tier(base: str, guests_count: int, seconds: float) -> dict[str, Any]:
     for t in turns:
         if t.error:
             errors[t.error] = errors.get(t.error, 0) + 1
-    if connect_failures:
-        errors["connect"] = connect_failures
+    for name, count in connect_errors.items():
+        errors[f"connect {name}"] = count
     return {
         "guests": guests_count,
         "seconds": seconds,
@@ -107,6 +109,7 @@ def run(
     seconds: float | None = None,
     docs: Any = harness.DOCS,
 ) -> dict[str, Any]:
+    explicit_tiers, explicit_seconds = tiers is not None, seconds is not None
     tiers = tiers or ([10] if quick else [10, 100, 500, 1000])
     seconds = seconds or (10.0 if quick else 60.0)
     start = harness.machine()
@@ -160,6 +163,10 @@ def run(
         + f"\n\n![tiers](benchmarks/{NAME}.png)\n"
     )
     command = ".venv/bin/python -m loadtest tiers" + (" --quick" if quick else "")
+    if explicit_tiers:
+        command += " --tiers " + ",".join(str(t) for t in tiers)
+    if explicit_seconds:
+        command += f" --seconds {seconds:g}"
     harness.write_report(NAME, "Seed 003's tiers: web-chat guests", command, body, data, docs=docs)
     return data
 
