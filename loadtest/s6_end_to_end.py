@@ -310,8 +310,12 @@ def run(
     workers: list[int] | None = None,
     rates: list[float] | None = None,
     env: dict[str, str] | None = None,
+    label: str = "",
     docs: Any = harness.DOCS,
 ) -> dict[str, Any]:
+    """Run S6; `label` names a variant (its own files and section: s6_end_to_end_<label>)."""
+    name = f"{NAME}_{label}" if label else NAME
+    workers_given, rates_given = workers, rates
     workers = workers or ([1] if quick else [1, 2])
     rates = rates or ([4.0] if quick else [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0])
     seconds, drain = (4.0, 8.0) if quick else (10.0, 15.0)
@@ -333,7 +337,7 @@ def run(
         for r in steps:
             r["in_time"] = sum(1 for x in r["reply_latencies_ms"] if x / 1000 <= own + IN_TIME)
     data = {
-        "scenario": NAME,
+        "scenario": name,
         "quick": quick,
         "seconds_per_step": seconds,
         "drain_seconds": drain,
@@ -344,13 +348,18 @@ def run(
         "configs": configs,
     }
     harness.plot_sweep(
-        docs / "benchmarks" / f"{NAME}.png",
+        docs / "benchmarks" / f"{name}.png",
         "S6: end to end (reply latency; errors = webhook failures + unanswered)",
         configs,
     )
     command = ".venv/bin/python -m loadtest s6" + (" --quick" if quick else "")
+    for option, given in (("--workers", workers_given), ("--rates", rates_given)):
+        if given:
+            command += f" {option} " + ",".join(f"{x:g}" for x in given)
     if env:
         command += "".join(f" --env {k}={v}" for k, v in env.items())
+    if label:
+        command += f" --label {label}"
     body = (
         f"Model emulator: time to first token 0.5 s, 50 tokens/s; its own time per answer "
         f"(median) {own:.2f} s. Each step {seconds:g} s of webhooks (a new guest each), then up "
@@ -362,9 +371,10 @@ def run(
         "and workers' CPU time over the replies sent. A configuration stops at the first step "
         f"with under {BROKEN_SHARE:.0%} accepted or answered.\n\n"
         + table(configs, own)
-        + f"\n\n![S6](benchmarks/{NAME}.png)\n"
+        + f"\n\n![S6](benchmarks/{name}.png)\n"
     )
-    harness.write_report(NAME, "S6: end to end", command, body, data, docs=docs)
+    title = "S6: end to end" + (f" ({label})" if label else "")
+    harness.write_report(name, title, command, body, data, docs=docs)
     return data
 
 
@@ -374,12 +384,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", help="comma-separated worker counts, e.g. 1,2,4")
     parser.add_argument("--rates", help="comma-separated offered rates (msgs/s)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the product")
+    parser.add_argument("--label", default="", help="a variant's name (its own files, section)")
     args = parser.parse_args(argv)
     run(
         args.quick,
         workers=[int(x) for x in args.workers.split(",")] if args.workers else None,
         rates=[float(x) for x in args.rates.split(",")] if args.rates else None,
         env=dict(item.split("=", 1) for item in args.env),
+        label=args.label,
     )
 
 
