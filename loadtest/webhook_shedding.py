@@ -30,7 +30,7 @@ CIPHER = TokenCipher([KEY])
 ACCOUNT, TOKEN, NUMBER = "AC" + "1" * 32, "c" * 32, "+15550100009"
 
 
-async def provision(dsn):
+async def provision(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     prov = Provisioning(conn, CIPHER)
     await prov.ensure_chain("bench", "Bench")
@@ -43,14 +43,14 @@ async def provision(dsn):
     await conn.close()
 
 
-async def load(base, rate, seconds, admin_dsn):
+async def load(base: str, rate: float, seconds: float, admin_dsn: str) -> None:
     url = base + "/webhooks/twilio/whatsapp"
-    results = []
+    results: list[tuple[int | str, float, str]] = []
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=15), connector=aiohttp.TCPConnector(limit=0)
     ) as http:
 
-        async def one(n):
+        async def one(n: int) -> None:
             params = inbound_params(
                 account_sid=ACCOUNT,
                 to_number=NUMBER,
@@ -60,6 +60,7 @@ async def load(base, rate, seconds, admin_dsn):
             )
             headers = {"X-Twilio-Signature": sign(TOKEN, url, params)}
             t = time.perf_counter()
+            status: int | str
             try:
                 async with http.post(url, data=params, headers=headers) as r:
                     await r.read()
@@ -68,7 +69,7 @@ async def load(base, rate, seconds, admin_dsn):
                 status = type(e).__name__
             results.append((status, time.perf_counter() - t, params["MessageSid"]))
 
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         start = time.perf_counter()
         for n in range(int(rate * seconds)):
             delay = start + n / rate - time.perf_counter()
@@ -99,7 +100,7 @@ async def load(base, rate, seconds, admin_dsn):
     )
 
 
-def main():
+def main() -> None:
     rate, seconds = float(sys.argv[1]), float(sys.argv[2])
     root = Path(tempfile.mkdtemp(prefix="hc-shed-"))
     pg = start_postgres(root / "pg", database="bench")

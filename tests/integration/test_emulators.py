@@ -12,6 +12,7 @@ import base64
 import json
 import math
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,37 @@ async def test_a_streamed_completion_with_usage(client: openai.AsyncOpenAI) -> N
     assert len(pieces) > 3, "streamed token by token"
     assert "".join(pieces) == "Parking is EUR 18 a day."
     assert usage is not None and usage.completion_tokens > 0
+
+
+async def test_a_paced_stream_takes_the_model_time_it_is_told(
+    client: openai.AsyncOpenAI, openai_emulator: OpenAIEmulator
+) -> None:
+    """Time to first token and tokens per second, as load tests set them: lower bounds only
+    (a busy machine is slower, never faster)."""
+    openai_emulator.time_to_first_token, openai_emulator.tokens_per_second = 0.3, 20.0
+    try:
+        started = time.monotonic()
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        arrivals: list[float] = []
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append(time.monotonic() - started)
+        assert arrivals[0] >= 0.3
+        assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 1) / 20.0 * 0.95
+        started = time.monotonic()
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert time.monotonic() - started >= 0.3 + (len(arrivals) - 1) / 20.0
+    finally:
+        openai_emulator.time_to_first_token, openai_emulator.tokens_per_second = 0.0, None
+
+
+def test_a_negative_model_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="time_to_first_token"):
+        OpenAIEmulator(time_to_first_token=-1)
+    with pytest.raises(ValueError, match="tokens_per_second"):
+        OpenAIEmulator(tokens_per_second=0)
 
 
 async def test_a_stream_cut_midway_raises(

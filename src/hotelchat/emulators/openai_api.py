@@ -460,8 +460,23 @@ def _call_id() -> str:
 class OpenAIEmulator:
     """State and aiohttp application of the emulator; thread-safe controls for tests."""
 
-    def __init__(self, *, bad_keys: frozenset[str] = frozenset({"sk-bad"})) -> None:
+    def __init__(
+        self,
+        *,
+        bad_keys: frozenset[str] = frozenset({"sk-bad"}),
+        time_to_first_token: float = 0.0,
+        tokens_per_second: float | None = None,
+    ) -> None:
+        """`time_to_first_token` (seconds) and `tokens_per_second` make chat answers take the
+        time a real model takes: the first token comes that long after the request, and each
+        further streamed piece (about a word) `1 / tokens_per_second` seconds after the one
+        before; a non-streamed answer waits for the whole. None: as fast as possible.
+        Raises `ValueError` for a negative time or a rate that is not positive."""
+        if time_to_first_token < 0 or (tokens_per_second is not None and tokens_per_second <= 0):
+            raise ValueError("time_to_first_token must be >= 0 and tokens_per_second > 0")
         self.bad_keys = bad_keys
+        self.time_to_first_token = time_to_first_token
+        self.tokens_per_second = tokens_per_second
         self.url = ""  # set by whoever serves it
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self.embedding_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
@@ -507,6 +522,10 @@ class OpenAIEmulator:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         return app
+
+    def _token_gap(self) -> float:
+        """Seconds between two streamed pieces at `tokens_per_second` (0 when unset)."""
+        return 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
 
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -630,6 +649,7 @@ class OpenAIEmulator:
                 break_after=fault.break_stream_after if fault else None,
                 chunk_delay=fault.chunk_delay if fault else 0.0,
             )  # fmt: skip
+        await asyncio.sleep(self.time_to_first_token + len(reply.deltas) * self._token_gap())
         return web.json_response(
             {
                 "id": completion_id,
@@ -686,8 +706,11 @@ class OpenAIEmulator:
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
             return event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
 
+        gap = max(chunk_delay, self._token_gap())
         with contextlib.suppress(ConnectionResetError):  # the client hung up: nobody to answer
             await response.prepare(request)
+            if self.time_to_first_token:
+                await asyncio.sleep(self.time_to_first_token)
             await response.write(chunk(reply.first, None))
             for index, delta in enumerate(reply.deltas):
                 if break_after is not None and index >= break_after:
@@ -696,7 +719,7 @@ class OpenAIEmulator:
                     request.transport.close()
                     return response
                 await response.write(chunk(delta, None))
-                await asyncio.sleep(chunk_delay)
+                await asyncio.sleep(gap if index + 1 < len(reply.deltas) else chunk_delay)
             await response.write(chunk({}, reply.finish))
             if usage is not None:
                 prompt_tokens, completion_tokens = usage

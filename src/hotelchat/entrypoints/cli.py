@@ -930,14 +930,32 @@ def emulator_twilio(host: str, port: int, no_callbacks: bool, demo_templates: bo
 @emulator.command("openai")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8020, show_default=True)
-def emulator_openai(host: str, port: int) -> None:
+@click.option(
+    "--time-to-first-token",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds before the first token of a chat answer, as a real model takes.",
+)
+@click.option(
+    "--tokens-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Streamed pieces (about a word each) per second after the first; unset: no wait.",
+)
+def emulator_openai(
+    host: str, port: int, time_to_first_token: float, tokens_per_second: float | None
+) -> None:
     """The OpenAI chat-completions API: point OPENAI_BASE_URL at http://HOST:PORT/v1."""
     from aiohttp import web
 
     from hotelchat.emulators.openai_api import OpenAIEmulator
 
     configure_logging("INFO", "console")
-    web.run_app(OpenAIEmulator().app(), host=host, port=port, print=None)
+    emulated = OpenAIEmulator(
+        time_to_first_token=time_to_first_token, tokens_per_second=tokens_per_second
+    )
+    web.run_app(emulated.app(), host=host, port=port, print=None)
 
 
 # --- helpers ---
