@@ -31,6 +31,7 @@ SECRET_SETTINGS = frozenset(
         "OPENAI_API_KEY",
         "EMBEDDINGS_API_KEY",
         "METRICS_TOKEN",
+        "S3_ACCESS_KEY_ID",
         "S3_SECRET_ACCESS_KEY",
     }
 )

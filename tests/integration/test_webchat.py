@@ -71,7 +71,7 @@ async def test_a_guest_chats_and_comes_back_to_their_history(
     messages = await history(client, tenant.slug, session["token"])
     assert (messages[0]["author"], messages[0]["body"]) == ("guest", "Is there parking?")
     assert messages[1]["author"] == "ai"
-    assert set(messages[1]) == {"id", "direction", "author", "body", "created_at"}
+    assert set(messages[1]) == {"id", "direction", "author", "body", "created_at", "media"}
     row = await admin.fetchrow(
         "SELECT c.channel, r.status FROM conversations c "
         "JOIN messages r ON r.conversation_id = c.id WHERE r.direction = 'outbound'"

@@ -105,6 +105,7 @@ of a rendering too. At most 36 + 9 + 6 + 9 characters. */}}
   "OPENAI_API_KEY" "the OpenAI API key"
   "EMBEDDINGS_API_KEY" "the embeddings API key"
   "METRICS_TOKEN" "the bearer token of /metrics"
+  "S3_ACCESS_KEY_ID" "the access key id of the media bucket"
   "S3_SECRET_ACCESS_KEY" "the secret access key of the media bucket" }}
 {{- index $purpose . }}
 {{- end }}

@@ -317,6 +317,7 @@ class TwilioEmulator:
             self.requests = 0
             self.media_requests = 0
             self.create_times.clear()
+            self.callback_results.clear()
             self._contents.clear()
             self._last_inbound.clear()
             self.enforce_window = False
