@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from loadtest import harness, socket_clients
@@ -61,6 +63,17 @@ def verdict(series: dict[str, list[dict[str, Any]]], clients: list[int]) -> list
     return rows
 
 
+def caller(group: list[Tab], event: str, data: Any) -> Callable[[int], Awaitable[str]]:
+    """Message i: `event` from socket i (round robin) with `data` (or `data(socket index)`)."""
+
+    async def call(i: int) -> str:
+        tab = group[i % len(group)]
+        payload = data(i % len(group)) if callable(data) else data
+        return await tab.call(event, payload, ACK_TIMEOUT)
+
+    return call
+
+
 async def sweep(
     base: str, bare_base: str, stack: harness.Stack, clients: list[int], rates: list[float],
     seconds: float,
@@ -75,10 +88,10 @@ async def sweep(
         took = 0.0
         groups: list[list[Tab]] = []
         for kind, opens in (
-            ("bare", [lambda: connect_tab(bare_base, "/guest") for _ in range(n)]),
-            ("agent", [lambda a=a: connect_tab(base, "/agent", cookie=a.token)
+            ("bare", [partial(connect_tab, bare_base, "/guest") for _ in range(n)]),
+            ("agent", [partial(connect_tab, base, "/agent", cookie=a.token)
                        for a in agents[:n]]),
-            ("guest", [lambda g=g: connect_tab(base, "/guest", token=g.token, address=g.address)
+            ("guest", [partial(connect_tab, base, "/guest", token=g.token, address=g.address)
                        for g in guests[:n]]),
         ):  # fmt: skip
             group, failures, seconds_taken = await connect_all(opens, concurrency=20, label=kind)
@@ -99,24 +112,16 @@ async def sweep(
                 raise RuntimeError(f"watch: {answer}")
         log(f"{n} clients: {len(tabs)} sockets connected in {took:.1f} s, agents watching")
 
-        def caller(group: list[Tab], event: str, data: Any) -> Any:
-            async def call(i: int) -> str:
-                tab = group[i % len(group)]
-                payload = data(i % len(group)) if callable(data) else data
-                return await tab.call(event, payload, ACK_TIMEOUT)
-
-            return call
-
         targets = [
             (BARE, caller(bare, "typing", {"conversation_id": 1})),
             (AGENT, caller(agent_tabs, "typing",
-                           lambda k: {"conversation_id": conversation_of[k]})),
+                           lambda k, ids=conversation_of: {"conversation_id": ids[k]})),
             (GUEST, caller(guest_tabs, "typing", {})),
         ]  # fmt: skip
-        for label, _call in targets:
+        for label, warm in targets:
             series.setdefault(f"{label}, {n} clients", [])
             for i in range(20):  # warm up each path
-                await _call(i)
+                await warm(i)
         for k, rate in enumerate(rates):
             for label, call in targets[k % 3 :] + targets[: k % 3]:
                 key = f"{label}, {n} clients"
@@ -163,7 +168,8 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
         held = "none" if r["ceiling"] is None else f"{r['ceiling']:g}"
         bare = "none" if r["bare_ceiling"] is None else f"{r['bare_ceiling']:g}"
         lines.append(f"| {r['clients']} | {r['path']} | {held} | {bare} | "
-                     f"{fmt(r['ceiling_ratio'], 2)} | {fmt(r['p99_ratio_at_2000'], 2)} |")  # fmt: skip
+                     f"{fmt(r['ceiling_ratio'], 2)} | "
+                     f"{fmt(r['p99_ratio_at_2000'], 2)} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -221,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     clients = ([int(c) for c in args.clients.split(",")] if args.clients
                else [20] if args.quick else [100, 200])  # fmt: skip
+    full = [500.0, 1000.0, 2000.0, 3000.0, 4000.0]
     rates = ([float(r) for r in args.rates.split(",")] if args.rates
-             else [200.0, 500.0] if args.quick else [500.0, 1000.0, 2000.0, 3000.0, 4000.0])  # fmt: skip
+             else [200.0, 500.0] if args.quick else full)  # fmt: skip
     if any(math.isnan(r) or r <= 0 for r in rates):
         parser.error("rates must be positive")
     run(args.quick, clients, rates)

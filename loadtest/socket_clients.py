@@ -15,7 +15,7 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +47,10 @@ async def open_agents(stack: Stack, count: int, *, first: int = 0) -> list[Agent
     """`count` agents of the bench hotel (numbered from `first`), each with a live session."""
     conn = await asyncpg.connect(stack.postgres.admin_dsn)
     try:
-        hotel_id, chain_id = await conn.fetchrow(
-            "SELECT id, chain_id FROM hotels WHERE slug = $1", HOTEL
-        )
+        row = await conn.fetchrow("SELECT id, chain_id FROM hotels WHERE slug = $1", HOTEL)
+        if row is None:
+            raise RuntimeError(f"no hotel {HOTEL}")
+        hotel_id, chain_id = row["id"], row["chain_id"]
         password = hash_password("bench-password-" + secrets.token_hex(4))  # one hash for all
         agents: list[Agent] = []
         async with conn.transaction():
@@ -126,6 +127,7 @@ class Tab:
     received: Counter[str] = field(default_factory=Counter)
     arrivals: dict[int, float] = field(default_factory=dict)
     presence_agents: int = 0  # agents listed in the `presence` events received
+    notify: Callable[[int], None] | None = None  # called with each new `seq` as it arrives
 
     async def call(self, event: str, data: Any, timeout: float) -> str:
         """Send `event` and wait for its ack: "ok", or the ack's error code."""
@@ -145,7 +147,11 @@ def _tab(namespace: str) -> Tab:
     async def anything(event: str, data: Any = None) -> None:
         tab.received[event] += 1
         if event in ("bench", "probe") and isinstance(data, dict) and "seq" in data:
-            tab.arrivals.setdefault(int(data["seq"]), time.monotonic())
+            seq = int(data["seq"])
+            if seq not in tab.arrivals:
+                tab.arrivals[seq] = time.monotonic()
+                if tab.notify is not None:
+                    tab.notify(seq)
         elif event == "presence" and isinstance(data, dict):
             tab.presence_agents += len(data.get("agents") or ())
 
@@ -176,7 +182,7 @@ async def connect_tab(base: str, namespace: str, *, cookie: str | None = None,
 
 
 async def connect_all(
-    opens: list[Callable[[], Awaitable[Tab]]], *, concurrency: int = 50, label: str = ""
+    opens: Sequence[Callable[[], Awaitable[Tab]]], *, concurrency: int = 50, label: str = ""
 ) -> tuple[list[Tab], Counter[str], float]:
     """Run the `opens` with at most `concurrency` at once. Returns the open tabs (in the order
     of `opens`, failed ones left out), the failures by error class, and the seconds it took."""
@@ -205,7 +211,9 @@ async def close_all(tabs: list[Tab]) -> None:
         await asyncio.gather(*(t.close() for t in tabs[i : i + 200]), return_exceptions=True)
 
 
-def start_bare(stack: Stack, *, redis: bool = False, name: str = "bare-socketio") -> tuple[Proc, str]:
+def start_bare(
+    stack: Stack, *, redis: bool = False, name: str = "bare-socketio"
+) -> tuple[Proc, str]:
     """Start the bare python-socketio server (Redis client manager with `redis`) and wait until
     it answers; returns it and its base URL."""
     port = free_port()
