@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
+
+import psutil
 
 from loadtest import harness, socket_clients
 from loadtest.harness import fmt, log
@@ -74,9 +77,15 @@ def caller(group: list[Tab], event: str, data: Any) -> Callable[[int], Awaitable
     return call
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (the load generator) so far (seconds)."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 async def sweep(
     base: str, bare_base: str, stack: harness.Stack, clients: list[int], rates: list[float],
-    seconds: float,
+    seconds: float, servers: dict[str, harness.Proc],
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:  # fmt: skip
     series: dict[str, list[dict[str, Any]]] = {}
     setup: dict[str, Any] = {}
@@ -125,13 +134,20 @@ async def sweep(
         for k, rate in enumerate(rates):
             for label, call in targets[k % 3 :] + targets[: k % 3]:
                 key = f"{label}, {n} clients"
+                server = servers[BARE if label == BARE else "web"]
+                cpu = (cpu_seconds(), server.cpu_seconds(), time.monotonic())
                 samples = await harness.open_loop(rate, seconds, call, label=key)
                 step = harness.summary(samples, seconds) | {"offered": rate, "clients": n}
+                took = time.monotonic() - cpu[2]
+                # Cores busy during the step: the generator's own and the server's.
+                step["generator_cores"] = (cpu_seconds() - cpu[0]) / took
+                step["server_cores"] = (server.cpu_seconds() - cpu[1]) / took
                 step["latencies_ms"] = [round(s.latency * 1000, 2) for s in samples
                                         if s.outcome == "ok"]  # fmt: skip
                 series[key].append(step)
                 log(f"{key} at {rate:g}/s: p50 {fmt(step['p50_ms'])} ms, p99 "
-                    f"{fmt(step['p99_ms'])} ms, {step['throughput']:.0f}/s, "
+                    f"{fmt(step['p99_ms'])} ms, {step['throughput']:.0f}/s, cores: generator "
+                    f"{step['generator_cores']:.2f} server {step['server_cores']:.2f}, "
                     f"{step['errors']} errors {step['outcomes']}")  # fmt: skip
                 await asyncio.sleep(1.0)
         await socket_clients.close_all(tabs)
@@ -141,8 +157,9 @@ async def sweep(
 
 def table(series: dict[str, list[dict[str, Any]]], clients: list[int]) -> str:
     lines = [
-        "| clients | offered msgs/s | path | p50 ms | p99 ms | acked/s | errors | p99 ÷ bare p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| clients | offered msgs/s | path | p50 ms | p99 ms | acked/s | errors | p99 ÷ bare p99 "
+        "| cores: generator / server |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in clients:
         bare = series[f"{BARE}, {n} clients"]
@@ -153,7 +170,8 @@ def table(series: dict[str, list[dict[str, Any]]], clients: list[int]) -> str:
                 lines.append(
                     f"| {n} | {s['offered']:g} | {path} | {fmt(s['p50_ms'])} | "
                     f"{fmt(s['p99_ms'])} | {s['throughput']:.0f} | {s['errors']} | "
-                    f"{fmt(ratio, 2)} |"
+                    f"{fmt(ratio, 2)} | {s.get('generator_cores', float('nan')):.2f} / "
+                    f"{s.get('server_cores', float('nan')):.2f} |"
                 )
     return "\n".join(lines)
 
@@ -182,7 +200,8 @@ def run(quick: bool, clients: list[int], rates: list[float], *,
     try:
         web = stack.serve(TRUSTED_PROXY_HOPS="1")
         bare, bare_base = socket_clients.start_bare(stack)
-        series, setup = asyncio.run(sweep(stack.web_url, bare_base, stack, clients, rates, seconds))
+        series, setup = asyncio.run(sweep(stack.web_url, bare_base, stack, clients, rates, seconds,
+                                          {BARE: bare, "web": web}))  # fmt: skip
         rss = {"web_bytes": web.rss_bytes(), "bare_bytes": bare.rss_bytes()}
     finally:
         stack.close()
@@ -210,7 +229,10 @@ def run(quick: bool, clients: list[int], rates: list[float], *,
         "session cookie, `/agent`, each watching a guest's conversation, sending `typing` "
         "for it; guests: token, `/guest`, `typing`. Open loop over the clients in turn, "
         f"{seconds:g} s per step, the three targets interleaved per step; latency from the "
-        f"due time to the ack; ack timeout {ACK_TIMEOUT:g} s.\n\n"
+        f"due time to the ack; ack timeout {ACK_TIMEOUT:g} s. 'cores' = CPU seconds per "
+        "second during the step of the load generator and of the server process measured "
+        "(PostgreSQL and Redis not included); a generator near 1.0 is the limit, not the "
+        "server.\n\n"
         + verdict_table(rows) + "\n\n" + table(series, clients) + "\n\n" + plots + "\n"
     )  # fmt: skip
     command = ".venv/bin/python -m loadtest s1" + (" --quick" if quick else "")
