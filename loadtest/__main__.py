@@ -12,10 +12,13 @@ import time
 from loadtest.harness import log
 
 SCENARIOS = {
+    "s1": "loadtest.s1_socketio",
+    "s2": "loadtest.s2_fanout",
     "s3": "loadtest.s3_webhook",
     "s6": "loadtest.s6_end_to_end",
     "s4": "loadtest.s4_job_pickup",
     "s5": "loadtest.s5_stream_relay",
+    "s7": "loadtest.s7_idle_sockets",
     "tiers": "loadtest.tiers",
     "faults": "loadtest.faults",
 }

@@ -93,3 +93,38 @@ def test_the_openai_emulator_command_refuses_a_model_time_that_cannot_be() -> No
         result = CliRunner().invoke(main, ["emulator", "openai", option, value])
         assert result.exit_code == 2, result.output
         assert option in result.output
+
+
+def _step(offered: float, p99_ms: float, errors: int = 0) -> dict[str, object]:
+    return {"offered": offered, "p99_ms": p99_ms, "errors": errors}
+
+
+def test_s1_ceiling_is_the_highest_rate_held_without_errors() -> None:
+    from loadtest.s1_socketio import ceiling
+
+    steps = [_step(500, 20), _step(1000, 60), _step(2000, 99, errors=1), _step(3000, 150)]
+    assert ceiling(steps) == 1000
+    assert ceiling([_step(500, 100)]) is None  # p99 must be under the limit, not at it
+
+
+def test_s1_verdict_gives_ratios_to_the_bare_server_of_the_same_client_count() -> None:
+    from loadtest.s1_socketio import AGENT, BARE, GUEST, verdict
+
+    series = {
+        f"{BARE}, 100 clients": [_step(1000, 10), _step(2000, 20), _step(4000, 80)],
+        f"{AGENT}, 100 clients": [_step(1000, 30), _step(2000, 50), _step(4000, 900)],
+        f"{GUEST}, 100 clients": [_step(1000, 400), _step(2000, 500), _step(4000, 900)],
+    }
+    agent, guest = verdict(series, [100])
+    assert (agent["ceiling"], agent["bare_ceiling"], agent["ceiling_ratio"]) == (2000, 4000, 0.5)
+    assert agent["p99_ratio_at_2000"] == 2.5
+    assert guest["ceiling"] is None and guest["ceiling_ratio"] == 0.0
+
+
+def test_s7_bytes_per_socket_is_the_growth_divided_by_the_sockets() -> None:
+    import math
+
+    from loadtest.s7_idle_sockets import per_socket
+
+    assert per_socket(100_000_000, 150_000_000, 1000) == 50_000
+    assert math.isnan(per_socket(1, 2, 0))
