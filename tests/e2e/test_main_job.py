@@ -75,6 +75,17 @@ def fast_restart_env(process_env: dict[str, str]) -> dict[str, str]:
     }
 
 
+async def wait_for_message_sid(admin: asyncpg.Connection, sid: str, message_sid: str) -> None:
+    """Wait (10 s at most) for the reply to inbound `sid` to have Twilio's `message_sid`
+    recorded: the emulator holds the message a moment before the worker's `record_sent`."""
+
+    async def recorded() -> bool:
+        reply = await reply_of(admin, sid)
+        return reply is not None and reply["provider_sid"] == message_sid
+
+    await wait_until(recorded, 10, "the reply's MessageSid to be recorded")
+
+
 async def test_a_worker_killed_while_the_model_answers_sends_one_reply(
     spawn: Spawn,
     fast_restart_env: dict[str, str],
@@ -95,8 +106,7 @@ async def test_a_worker_killed_while_the_model_answers_sends_one_reply(
     await wait_until(twilio_emulator.sent, 45, "the reply after the restart")
     (sent,) = twilio_emulator.sent()
     assert sent.body == PARKING
-    reply = await reply_of(admin, sid)
-    assert reply is not None and reply["provider_sid"] == sent.sid
+    await wait_for_message_sid(admin, sid, sent.sid)
     assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
 
 
@@ -124,8 +134,7 @@ async def test_a_worker_killed_after_twilio_took_the_message_does_not_send_it_tw
 
     await wait_until(recorded, 45, "the restarted worker to find the sent message")
     (sent,) = twilio_emulator.sent()
-    reply = await reply_of(admin, sid)
-    assert reply is not None and reply["provider_sid"] == sent.sid
+    await wait_for_message_sid(admin, sid, sent.sid)
     assert twilio_emulator.requests == 1, "the message was sent again"
 
 
@@ -168,7 +177,6 @@ async def test_with_default_settings_a_worker_killed_mid_reply_is_taken_over_wit
     (sent,) = twilio_emulator.sent()
     assert sent.body == PARKING
     assert twilio_emulator.requests == 1
-    reply = await reply_of(admin, sid)
-    assert reply is not None and reply["provider_sid"] == sent.sid
+    await wait_for_message_sid(admin, sid, sent.sid)
     assert await admin.fetchval("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
     print(f"answered {taken_over:.1f} s after the worker was killed")
