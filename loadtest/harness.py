@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -400,9 +401,14 @@ def question(i: int) -> str:
     return f"Is there parking? (booking {secrets.token_hex(4)}, {i})"
 
 
+_GUESTS = itertools.count(secrets.randbelow(10**4) * 10**4)
+
+
 def new_guest() -> str:
-    """A fresh E.164 guest number (one per inbound message, so replies map to messages)."""
-    return f"+1555{secrets.randbelow(10**8):08d}"
+    """A fresh E.164 guest number (one per inbound message, so replies map to messages): from a
+    counter, so two messages of one run never share a number (random numbers could collide and
+    look like a duplicate reply)."""
+    return f"+1555{next(_GUESTS) % 10**8:08d}"
 
 
 # --- Prometheus scraping -------------------------------------------------------------------
