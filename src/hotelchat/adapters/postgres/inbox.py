@@ -120,6 +120,24 @@ def message_view(row: asyncpg.Record) -> MessageView:
     )
 
 
+async def take_for_agent_reply(conn: Connection, conversation_id: int, after: Ownership) -> None:
+    """An agent's reply (free-form or a template) gives the conversation its new ownership
+    `after`, and no pending inbound message gets an automated reply any more."""
+    await conn.execute(
+        """UPDATE conversations SET state = $2, assigned_agent_id = $3,
+             awaiting_human_since = NULL, last_message_at = now()
+           WHERE id = $1""",
+        conversation_id,
+        after.state.value,
+        after.agent_id,
+    )
+    await conn.execute(
+        """UPDATE messages SET reply_state = 'skipped', reply_claimed_until = NULL
+           WHERE conversation_id = $1 AND reply_state = 'pending'""",
+        conversation_id,
+    )
+
+
 async def attach_media(
     conn: Connection, hotel_id: int, message_id: int, attachments: Sequence[NewMedia]
 ) -> None:
@@ -303,19 +321,7 @@ class PostgresInbox:
                         code="whatsapp_window_closed",
                     )
                 waited = float(row["waited"]) if row["waited"] is not None else None
-                await conn.execute(
-                    """UPDATE conversations SET state = $2, assigned_agent_id = $3,
-                         awaiting_human_since = NULL, last_message_at = now()
-                       WHERE id = $1""",
-                    conversation_id,
-                    after.state.value,
-                    after.agent_id,
-                )
-                await conn.execute(
-                    """UPDATE messages SET reply_state = 'skipped', reply_claimed_until = NULL
-                       WHERE conversation_id = $1 AND reply_state = 'pending'""",
-                    conversation_id,
-                )
+                await take_for_agent_reply(conn, conversation_id, after)
             message_id = await conn.fetchval(
                 """
                 INSERT INTO messages (hotel_id, conversation_id, direction, author, body, status,

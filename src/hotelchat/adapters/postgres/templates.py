@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import asyncpg
 
 from hotelchat.adapters.postgres.database import Connection, Database
-from hotelchat.adapters.postgres.inbox import _lock_ownership, fetch_summary
+from hotelchat.adapters.postgres.inbox import _lock_ownership, fetch_summary, take_for_agent_reply
 from hotelchat.domain.conversation import Action, apply
 from hotelchat.domain.errors import Conflict
 from hotelchat.domain.model import Channel
@@ -205,19 +205,7 @@ class PostgresTemplates:
             )
             if Channel(channel) is not Channel.WHATSAPP:
                 raise Conflict("templates are for WhatsApp conversations", code="not_whatsapp")
-            await conn.execute(
-                """UPDATE conversations SET state = $2, assigned_agent_id = $3,
-                     awaiting_human_since = NULL, last_message_at = now()
-                   WHERE id = $1""",
-                conversation_id,
-                after.state.value,
-                after.agent_id,
-            )
-            await conn.execute(
-                """UPDATE messages SET reply_state = 'skipped', reply_claimed_until = NULL
-                   WHERE conversation_id = $1 AND reply_state = 'pending'""",
-                conversation_id,
-            )
+            await take_for_agent_reply(conn, conversation_id, after)
             message_id = await _insert_template_message(
                 conn, hotel_id, conversation_id, author="agent", template=template,
                 variables=variables, agent_id=agent_id, client_id=uuid.UUID(client_id),
